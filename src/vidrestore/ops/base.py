@@ -44,6 +44,12 @@ class LinearOperator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
 
+    def lift(self, y: torch.Tensor) -> torch.Tensor:
+        """Bring a measurement back onto the video grid cheaply (not an inverse): identity for
+        shape-preserving operators, bicubic upsampling for SR, frame repetition for frame
+        dropping. Used to show "the degraded video" and to initialise solvers."""
+        return y
+
     # -- derived --------------------------------------------------------------------
     def A_adjoint_A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802
         """``A^T A x``."""
@@ -112,6 +118,11 @@ class Composition(LinearOperator):
     def A_adjoint(self, y):  # noqa: N802
         for op in reversed(self.ops):
             y = op.A_adjoint(y)
+        return y
+
+    def lift(self, y):
+        for op in reversed(self.ops):
+            y = op.lift(y)
         return y
 
     def output_shape(self, in_shape):

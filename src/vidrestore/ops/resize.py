@@ -58,6 +58,13 @@ class Downsample(LinearOperator):
         mh, mw = self._matrices(h, w)
         return Fn.separable_matrix_adjoint(y, mh, mw)
 
+    def lift(self, y):
+        b, c, t, h, w = y.shape
+        f = self.factor
+        frames = y.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        up = F.interpolate(frames, size=(h * f, w * f), mode="bicubic", align_corners=False)
+        return up.reshape(b, t, c, h * f, w * f).permute(0, 2, 1, 3, 4)
+
     def output_shape(self, in_shape):
         b, c, t, h, w = in_shape
         f = self.factor

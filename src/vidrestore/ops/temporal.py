@@ -88,6 +88,10 @@ class FrameDrop(LinearOperator):
     def A_adjoint(self, y):  # noqa: N802
         return Fn.frame_drop_adjoint(y, self.factor, self._frames_in(y.shape[2]))
 
+    def lift(self, y):
+        """Nearest-frame repetition: each kept frame is held for ``K`` frames."""
+        return y.repeat_interleave(self.factor, dim=2)[:, :, : self._frames_in(y.shape[2])]
+
     def output_shape(self, in_shape):
         t = in_shape[2]
         if self.num_frames is not None and t != self.num_frames:

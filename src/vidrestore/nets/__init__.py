@@ -1,0 +1,29 @@
+"""Network architectures (L2: imports only torch, :mod:`vidrestore.tensor` and :mod:`vidrestore.errors`).
+
+:data:`NETS` maps the registry name written to ``config.json`` by
+:func:`vidrestore.checkpoint.save_pretrained` to the network class.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .adm_unet import ADM_PRESETS, ADMUNet, adm_from_flags
+
+__all__ = ["NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags"]
+
+NETS: dict[str, type[nn.Module]] = {
+    "adm_unet": ADMUNet,
+}
+
+
+def get_net(name: str) -> type[nn.Module]:
+    """Return the network class registered as ``name``.
+
+    Raises:
+        ValueError: If ``name`` is unknown (the message lists the valid names).
+    """
+    try:
+        return NETS[name]
+    except KeyError:
+        raise ValueError(f"unknown network {name!r}; valid names: {', '.join(sorted(NETS))}") from None

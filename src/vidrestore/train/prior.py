@@ -1,0 +1,320 @@
+"""Training of the bundled image diffusion prior (an ε-prediction ADM UNet).
+
+Objective: the "simple" DDPM loss of Ho et al. 2020 ("Denoising Diffusion Probabilistic
+Models", Algorithm 1) with the linear β schedule (1e-4 → 0.02 over 1000 steps) that ADM
+(Dhariwal & Nichol 2021) also uses:
+
+    x0 ∈ [-1, 1],  ε ~ N(0, I),  x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε,
+    L = || ε_θ(x_t, t) - ε ||²   (mean over pixels and batch).
+
+Timesteps: half of every batch is uniform on [0, 1000), the other half uniform on [0, 300),
+which puts more weight on the low-noise range that restoration (denoising, plug-and-play and
+posterior sampling near the end of the trajectory) relies on. Networks with learned variance
+(6 output channels) are trained on their first 3 (ε) channels only.
+
+Optimisation: AdamW (lr 3e-4, no weight decay), gradient-norm clipping at 1.0, EMA of the
+weights (:class:`vidrestore.train.ema.EMA`).
+
+Determinism and resume: batch ``k`` (crops, timesteps and noise) depends only on
+``(seed, k)``, and checkpoints hold the model, EMA, optimiser state, global RNG state and step,
+so a resumed run reproduces an uninterrupted one.
+
+Outputs in ``out_dir``::
+
+    checkpoint/   model.safetensors, ema.safetensors, optimizer.pt, trainer_state.json, config.json
+    prior/        the EMA network as a weight folder (float16), see vidrestore.checkpoint
+    log.jsonl     one JSON line per log interval: step, loss (mean over the interval), ...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import replace_dir, save_pretrained, state_dict_to_save
+from ..diffusion.schedules import alphas_cumprod, linear_betas
+from ..errors import UserError
+from ..nets import ADMUNet
+from ..tensor import append_dims, to_model
+from .ema import EMA
+
+__all__ = [
+    "NUM_TIMESTEPS",
+    "PRIOR_NET_KWARGS",
+    "build_prior_net",
+    "sample_timesteps",
+    "eps_loss",
+    "train_prior",
+]
+
+NUM_TIMESTEPS = 1000
+#: Half of each batch draws t from [0, LOW_T_MAX) (the low-noise range), the other half from [0, 1000).
+LOW_T_MAX = 300
+
+#: Architecture of the bundled 64x64 prior (``image_size`` follows the crop size).
+PRIOR_NET_KWARGS: dict[str, Any] = dict(
+    image_size=64,
+    in_channels=3,
+    model_channels=32,
+    out_channels=3,
+    num_res_blocks=2,
+    attention_resolutions=(8,),
+    dropout=0.0,
+    channel_mult=(1, 2, 4, 4),
+    num_head_channels=32,
+    use_scale_shift_norm=True,
+    resblock_updown=False,
+)
+
+
+def build_prior_net(size: int = 64, net_kwargs: Mapping[str, Any] | None = None) -> ADMUNet:
+    """The prior network: :data:`PRIOR_NET_KWARGS` updated by ``net_kwargs``, ``image_size=size``."""
+    kwargs = {**PRIOR_NET_KWARGS, "image_size": size, **(dict(net_kwargs) if net_kwargs else {})}
+    return ADMUNet(**kwargs)
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    # Independent stream per (seed, step): resume-safe without carrying generator state.
+    s = int(np.random.SeedSequence([int(seed), int(step), 0x5EED]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(s & ((1 << 63) - 1))
+
+
+def sample_timesteps(batch: int, generator: torch.Generator | None = None, *, num_timesteps: int = NUM_TIMESTEPS,
+                     low_max: int = LOW_T_MAX) -> torch.Tensor:
+    """Training timesteps: ``batch - batch // 2`` uniform on ``[0, num_timesteps)``, ``batch // 2`` on ``[0, low_max)``.
+
+    Returns:
+        ``[batch]`` int64 tensor.
+    """
+    n_low = batch // 2
+    full = torch.randint(0, num_timesteps, (batch - n_low,), generator=generator)
+    low = torch.randint(0, low_max, (n_low,), generator=generator)
+    return torch.cat([full, low])
+
+
+def eps_loss(net: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """DDPM ε-prediction loss (Ho et al. 2020, Algorithm 1).
+
+    Args:
+        net: ``net(x_t, t)`` predicting ε (extra output channels, e.g. learned variance, are ignored).
+        x0: ``[B, C, H, W]`` clean images in model space ``[-1, 1]``.
+        t: ``[B]`` integer timesteps.
+        noise: ε, same shape as ``x0``.
+        abar: ``[N]`` cumulative products ᾱ of the schedule.
+
+    Returns:
+        Scalar mean squared error.
+    """
+    a = append_dims(abar.to(x0.dtype)[t], x0.ndim)
+    xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+    pred = net(xt, t)[:, : x0.shape[1]]
+    return F.mse_loss(pred, noise)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(ckpt_dir: Path, net: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.tmp-", dir=ckpt_dir.parent))
+    try:
+        save_file(state_dict_to_save(net), str(tmp / "model.safetensors"))
+        save_file(state_dict_to_save(ema.state_dict()), str(tmp / "ema.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "config.json").write_text(json.dumps({"class": "adm_unet", "kwargs": net.config}, indent=2) + "\n")
+        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
+        replace_dir(tmp, ckpt_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _export_prior(prior_dir: Path, net: ADMUNet, ema: EMA, step: int, extra: Mapping[str, Any]) -> None:
+    ema_net = ADMUNet(**net.config)
+    ema.copy_to(ema_net)
+    card = {
+        "prediction": "eps",
+        "schedule": "linear",
+        "num_timesteps": NUM_TIMESTEPS,
+        "trained_steps": int(step),
+        **extra,
+    }
+    save_pretrained(ema_net, prior_dir, dtype=torch.float16, card=card)
+
+
+def _trim_log(log_path: Path, step: int) -> None:
+    # After a resume, drop log lines written after the checkpoint (they will be redone).
+    if not log_path.exists():
+        return
+    keep = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    _atomic_write_text(log_path, "".join(k + "\n" for k in keep))
+
+
+def train_prior(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    steps: int,
+    batch: int = 16,
+    size: int = 64,
+    lr: float = 3e-4,
+    seed: int = 0,
+    ema_decay: float = 0.999,
+    ckpt_every: int = 250,
+    net_kwargs: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    num_threads: int | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    dataset: Any = None,
+) -> ADMUNet:
+    """Train an ε-prediction ADM UNet prior on random crops (see the module docstring).
+
+    Args:
+        data_dir: Folder of images and videos for :class:`vidrestore.data.images.ImageCropDataset`
+            (held-out files excluded by its defaults).
+        out_dir: Run folder (checkpoint/, prior/, log.jsonl).
+        steps: Total number of optimisation steps (a resumed run continues up to this number).
+        batch: Crops per step.
+        size: Crop side (pixels); also the network's ``image_size``.
+        lr: AdamW learning rate (weight decay 0).
+        seed: Seed of initialisation, data, timesteps and noise.
+        ema_decay: EMA decay.
+        ckpt_every: Write checkpoint/ and prior/ every this many steps (and at the end).
+        net_kwargs: Overrides of :data:`PRIOR_NET_KWARGS`.
+        resume: Continue from ``out_dir/checkpoint`` if it exists (else start fresh).
+        num_threads: ``torch.set_num_threads`` value (default: leave as is).
+        log_every: Log the mean loss of the last ``log_every`` steps.
+        progress: Print log lines to stdout.
+        dataset: Optional ready-made object with ``batch(index, batch_size) -> [B, 3, size, size]``
+            in ``[0, 1]`` (overrides ``data_dir``; used by tests).
+
+    Returns:
+        The trained network (raw weights; the EMA weights are in ``out_dir/prior``).
+    """
+    if steps < 0 or batch < 1 or ckpt_every < 1 or log_every < 1:
+        raise UserError("steps must be >= 0 and batch, ckpt_every, log_every >= 1")
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, prior_dir, log_path = out / "checkpoint", out / "prior", out / "log.jsonl"
+
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, flush=True)
+
+    # Network (seeded initialisation), optimiser, EMA.
+    torch.manual_seed(seed)
+    net = build_prior_net(size, net_kwargs)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    ema = EMA(net, ema_decay)
+    abar = alphas_cumprod(linear_betas(NUM_TIMESTEPS)).float()
+    n_params = sum(p.numel() for p in net.parameters())
+
+    start = 0
+    history: list[list[float]] = []
+    if resume and (ckpt_dir / "trainer_state.json").is_file():
+        from safetensors.torch import load_file
+
+        saved_cfg = json.loads((ckpt_dir / "config.json").read_text())["kwargs"]
+        if saved_cfg != net.config:
+            raise UserError(f"checkpoint in {ckpt_dir} was made with a different network config")
+        state = json.loads((ckpt_dir / "trainer_state.json").read_text())
+        if state.get("seed") != seed:
+            raise UserError(f"checkpoint in {ckpt_dir} used seed {state.get('seed')}, not {seed}")
+        net.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")), strict=True)
+        ema.load_state_dict(load_file(str(ckpt_dir / "ema.safetensors")), state["ema_updates"])
+        opt.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
+        torch.set_rng_state(torch.tensor(state["torch_rng_state"], dtype=torch.uint8))
+        start = int(state["step"])
+        history = [list(h) for h in state.get("loss_history", [])]
+        _trim_log(log_path, start)
+        say(f"[prior] resumed from {ckpt_dir} at step {start}")
+    elif resume:
+        say(f"[prior] no checkpoint in {ckpt_dir}; starting from scratch")
+
+    if dataset is None:
+        from ..data.images import ImageCropDataset
+
+        t0 = time.time()
+        dataset = ImageCropDataset(data_dir, size, seed=seed)
+        say(f"[prior] data: {len(dataset.files)} files, {len(dataset)} entries, "
+            f"{dataset.nbytes / 1e6:.0f} MB, loaded in {time.time() - t0:.1f}s")
+    say(f"[prior] net: {n_params / 1e6:.2f} M parameters; steps {start} -> {steps}, batch {batch}, "
+        f"size {size}, threads {torch.get_num_threads()}")
+
+    def trainer_state(step: int) -> dict:
+        return {
+            "step": step,
+            "seed": seed,
+            "batch": batch,
+            "size": size,
+            "lr": lr,
+            "ema_decay": ema_decay,
+            "ema_updates": ema.num_updates,
+            "torch_rng_state": torch.get_rng_state().tolist(),
+            "loss_history": history,
+        }
+
+    def checkpoint(step: int) -> None:
+        _save_checkpoint(ckpt_dir, net, ema, opt, trainer_state(step))
+        _export_prior(prior_dir, net, ema, step, {"train_size": size, "train_batch": batch, "seed": seed})
+
+    window: list[float] = []
+    t_window = time.time()
+    for step in range(start, steps):
+        # 1. Data: crops of batch `step` mapped to [-1, 1]; timesteps and noise from the step's stream.
+        x0 = to_model(dataset.batch(step, batch))
+        gen = _step_generator(seed, step)
+        t = sample_timesteps(batch, gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        # 2. Loss, backward, clipped AdamW step, EMA update.
+        loss = eps_loss(net, x0, t, noise, abar)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        ema.update(net)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise RuntimeError(f"non-finite loss at step {step + 1}")
+        window.append(value)
+        done = step + 1
+        # 3. Logging and checkpoints.
+        if done % log_every == 0 or done == steps:
+            mean = float(np.mean(window))
+            dt = (time.time() - t_window) / len(window)
+            history.append([done, mean])
+            rec = {"step": done, "loss": mean, "grad_norm": float(grad_norm), "sec_per_step": round(dt, 4),
+                   "lr": lr, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            say(f"[prior] step {done:7d}  loss {mean:.5f}  |g| {float(grad_norm):.3f}  {dt:.2f}s/step")
+            window, t_window = [], time.time()
+        if done % ckpt_every == 0 or done == steps:
+            checkpoint(done)
+    return net

@@ -1,0 +1,237 @@
+"""Degrade / restore / evaluate jobs on files.
+
+The measurement written by :func:`degrade_file` is lossless by default (``.npz``, exact
+float32) and has a sidecar JSON (``<output>.json``) with everything needed to rebuild the
+exact operator: spec, seed, input shape, ``sigma_y``, noise seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from ..errors import UserError
+from ..io import atomic_write_text, read_sidecar, read_video, sidecar_path, write_sidecar, write_video
+from ..metrics import format_table, video_metrics
+from ..ops import measure, parse
+from ..ops.base import LinearOperator
+from ..solvers import solve_admm_tv, solve_cg
+from .progress import progress
+
+LOSSY_SUFFIXES = {".mp4", ".mov", ".gif", ".webm", ".mpg", ".mpeg"}
+
+
+def parse_size(text: str | None, flag: str) -> tuple[int, int] | None:
+    """``"HxW"`` (or a single ``N`` for a square) -> ``(H, W)``; UserError naming the flag."""
+    if text is None:
+        return None
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        raise UserError(f"{flag} expects HxW (e.g. 256x256), got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise UserError(f"{flag} expects HxW with positive sizes, got {text!r}")
+    return parts[0], parts[1]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu`` | ``cuda`` | ``cuda:N``; a clear error when CUDA is not available."""
+    name = device or "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but CUDA is not available on this machine")
+    return dev
+
+
+# --------------------------------------------------------------------------- degrade
+
+
+def degrade_file(
+    src: str | Path,
+    out: str | Path,
+    *,
+    op: str,
+    sigma_y: float = 0.0,
+    seed: int = 0,
+    start: int = 0,
+    frames: int | None = None,
+    crop: tuple[int, int] | None = None,
+    resize: tuple[int, int] | None = None,
+    gt_out: str | Path | None = None,
+) -> dict:
+    """Read a clip, apply ``op`` and noise, write the measurement and its sidecar.
+
+    Returns the sidecar dictionary. ``gt_out`` optionally writes the (cropped/resized) clean
+    clip losslessly, for evaluation.
+    """
+    out = Path(out)
+    if sigma_y < 0:
+        raise UserError(f"--sigma-y must be >= 0, got {sigma_y}")
+    x, fps = read_video(src, start=start, frames=frames, crop=crop, resize=resize)
+    operator = parse(op, seed=seed, num_frames=x.shape[2])
+    y_shape = operator.check_input(x)
+    x64 = x.double()
+    y = measure(operator, x64, sigma_y, torch.Generator().manual_seed(seed + 1)).float()
+    assert tuple(y.shape) == tuple(y_shape)
+    meta = {
+        "vidrestore_version": __version__,
+        "kind": "measurement",
+        "op": operator.spec,
+        "seed": seed,
+        "noise_seed": seed + 1,
+        "sigma_y": sigma_y,
+        "x_shape": list(x.shape),
+        "y_shape": list(y.shape),
+        "source": str(src),
+        "start": start,
+        "frames": int(x.shape[2]),
+        "crop": list(crop) if crop else None,
+        "resize": list(resize) if resize else None,
+        "fps": fps,
+        "lossless": out.suffix.lower() not in LOSSY_SUFFIXES,
+    }
+    if gt_out is not None:
+        write_video(gt_out, x, fps)
+        meta["gt"] = str(gt_out)
+    write_video(out, y, fps)
+    write_sidecar(out, meta)
+    return meta
+
+
+# --------------------------------------------------------------------------- restore
+
+
+@dataclass
+class Method:
+    """A restoration method: ``run(op, y, sigma_y, options, callback) -> x`` and its step count."""
+
+    run: Callable[..., torch.Tensor]
+    steps: Callable[[dict], int]
+    defaults: dict = field(default_factory=dict)
+
+
+def _run_cg(op, y, sigma_y, o, callback):
+    lam = o.get("lam", 0.0 if sigma_y == 0 else float(sigma_y))
+    return solve_cg(op, y, lam=lam, max_iter=o["iters"], callback=callback)
+
+
+def _run_admm(op, y, sigma_y, o, callback):
+    lam = o.get("lam", 1e-5 + 0.4 * float(sigma_y))
+    return solve_admm_tv(op, y, lam=lam, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
+
+
+METHODS: dict[str, Method] = {
+    "cg": Method(_run_cg, lambda o: o["iters"], {"iters": 50}),
+    "admm-tv": Method(_run_admm, lambda o: o["iters"], {"iters": 40}),
+}
+
+
+def restore_video(
+    y: torch.Tensor,
+    op: LinearOperator,
+    *,
+    method: str = "cg",
+    sigma_y: float = 0.0,
+    options: dict | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+) -> torch.Tensor:
+    """Restore a measurement ``y`` (pixel units) with a named method; returns ``(B,C,T,H,W)``
+    in ``[0, 1]`` on the CPU."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    m = METHODS[method]
+    o = {**m.defaults, **(options or {})}
+    dev = resolve_device(device)
+    op = op.to(dev)
+    y = y.to(dev)
+    with torch.no_grad(), progress(m.steps(o), f"{method}", quiet) as cb:
+        x = m.run(op, y, sigma_y, o, cb)
+    return x.float().cpu()
+
+
+def restore_file(
+    src: str | Path,
+    out: str | Path,
+    *,
+    method: str = "cg",
+    op: str | None = None,
+    sigma_y: float | None = None,
+    seed: int | None = None,
+    options: dict | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Restore the measurement file ``src`` into ``out``.
+
+    The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
+    frame count, ``sigma_y``). Returns a summary dict (method, op, seconds, output path).
+    """
+    meta = read_sidecar(src) or {}
+    spec = op or meta.get("op")
+    if not spec:
+        raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    op_seed = seed if seed is not None else int(meta.get("seed", 0))
+    s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
+    y, fps = read_video(src)
+    num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
+    operator = parse(spec, seed=op_seed, num_frames=num_frames)
+    x_shape = operator.input_shape(tuple(y.shape))
+    if tuple(operator.output_shape(x_shape)) != tuple(y.shape):
+        raise UserError(f"measurement {src} has shape {tuple(y.shape)}, which operator {spec!r} cannot produce")
+    t0 = time.perf_counter()
+    x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet)
+    seconds = time.perf_counter() - t0
+    write_video(out, x, fps)
+    return {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x.shape)}
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def evaluate_files(
+    out: str | Path,
+    ref: str | Path,
+    *,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    json_path: str | Path | None = None,
+    warp: bool = True,
+) -> tuple[dict, str]:
+    """Metrics of ``out`` against ``ref`` (PSNR, SSIM, warping error, per frame).
+
+    Returns ``(metrics, table_text)`` and writes the JSON atomically if ``json_path``.
+    """
+    x, _ = read_video(out)
+    r, _ = read_video(ref)
+    if x.shape != r.shape:
+        raise UserError(f"shape mismatch: {out} is {tuple(x.shape)} but {ref} is {tuple(r.shape)}")
+    m = video_metrics(x.clamp(0, 1), r.clamp(0, 1), crop_border=crop_border, y_channel=y_channel, warp=warp and x.shape[2] > 1)
+    m["output"], m["reference"] = str(out), str(ref)
+    table = format_table({Path(out).name: m})
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(_jsonable(m), indent=2))
+    return m, table
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v

@@ -11,7 +11,7 @@ from vidrestore.cli.main import cli
 from vidrestore.io import read_video, write_video
 from vidrestore.ops import parse
 
-SUBCOMMANDS = ["degrade", "restore", "eval", "ops", "demo", "info"]
+SUBCOMMANDS = ["degrade", "restore", "eval", "ops", "demo", "info", "train", "sample-prior"]
 
 
 def run(*args):
@@ -34,6 +34,11 @@ def clip(tmp_path):
 def test_help(sub):
     code, out = run(sub, "--help")
     assert code == 0 and "Usage" in out
+
+
+def test_train_prior_help():
+    code, out = run("train", "prior", "--help")
+    assert code == 0 and "--resume" in out
 
 
 def test_ops_lists_grammar():
@@ -120,3 +125,21 @@ def test_user_errors_exit_2_without_output(tmp_path, clip, args, needle):
     assert "Traceback" not in text
     assert not out.exists() and not (tmp_path / "out.npz.json").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_sample_prior_grid_png(tmp_path):
+    out = tmp_path / "grid.png"
+    code, text = run("sample-prior", "-n", "2", "-o", str(out), "--size", "16", "--steps", "3", "--seed", "1")
+    assert code == 0, text
+    from PIL import Image
+
+    img = np.asarray(Image.open(out))
+    assert img.ndim == 3 and img.shape[2] == 3 and img.std() > 1  # not blank
+    out2 = tmp_path / "grid2.png"
+    run("sample-prior", "-n", "2", "-o", str(out2), "--size", "16", "--steps", "3", "--seed", "1")
+    assert np.array_equal(img, np.asarray(Image.open(out2)))  # seeded
+
+
+def test_sample_prior_bad_prior(tmp_path):
+    r = CliRunner().invoke(cli, ["sample-prior", "--prior", str(tmp_path / "nope"), "-o", str(tmp_path / "g.png")])
+    assert r.exit_code == 2 and not (tmp_path / "g.png").exists()

@@ -13,7 +13,7 @@ ALLOWED = {
     "tensor": {"errors"},
     "linalg": set(),
     "errors": set(),
-    "__init__": set(),
+    "__init__": {"priors"},  # lazy re-export of load_prior inside __getattr__
     "ops": L0,
     "flow": L0,
     "io": L0,

@@ -9,4 +9,13 @@ Nothing heavy is imported here; submodules are imported on demand.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_prior"]
+
+
+def __getattr__(name: str):
+    # Lazy re-exports: ``vidrestore.load_prior`` without importing torch at package import.
+    if name == "load_prior":
+        from .priors import load_prior
+
+        return load_prior
+    raise AttributeError(f"module 'vidrestore' has no attribute {name!r}")

@@ -131,6 +131,47 @@ def demo(out_dir, clip, op, frames, crop, sigma_y, seed, device, quiet):
     run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, crop=_size(crop, "--crop"), sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
 
 
+@cli.command(name="sample-prior")
+@click.option("--prior", default="default", help="default, a vidrestore folder, a diffusers folder or an ADM .pt (with --preset).")
+@click.option("--preset", default=None, help="ADM preset for a guided-diffusion .pt file.")
+@click.option("-n", "num", type=click.IntRange(min=1), default=8, help="Number of samples.")
+@click.option("-o", "--output", "out", required=True, help="Grid PNG.")
+@click.option("--size", type=click.IntRange(min=8), default=64, help="Sample size (multiple of the prior's).")
+@click.option("--steps", type=click.IntRange(min=1), default=50, help="DDIM steps.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=0.0)
+@click.option("--seed", type=int, default=0)
+@click.option("--device", default="cpu")
+def sample_prior_cmd(prior, preset, num, out, size, steps, eta, seed, device):
+    """Draw unconditional samples from an image prior (a sanity check) into a PNG grid."""
+    from ..workflows.prior import sample_prior_to_png
+
+    sample_prior_to_png(prior, out, n=num, size=size, steps=steps, eta=eta, seed=seed, device=device, preset=preset)
+    click.echo(f"wrote {out}")
+
+
+@cli.group()
+def train():
+    """Train the networks that vidrestore ships."""
+
+
+@train.command(name="prior")
+@click.option("--data", required=True, help="Folder of training images/videos (scripts/fetch_training_data.sh DEST fills one).")
+@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, prior/ (exported EMA weights), log.jsonl.")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, help="Total optimisation steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=16)
+@click.option("--size", type=click.IntRange(min=8), default=64, help="Random crop size.")
+@click.option("--lr", type=float, default=3e-4)
+@click.option("--seed", type=int, default=0, help="Seed of initialisation and of the data order.")
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same data order).")
+def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, threads, resume):
+    """Train the image diffusion prior (eps-prediction ADM UNet, linear schedule) with EMA."""
+    from ..train.prior import train_prior
+
+    train_prior(data, out_dir, steps=steps, batch=batch, size=size, lr=lr, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+
+
 @cli.command()
 def info():
     """Versions, devices and bundled data."""

@@ -255,3 +255,16 @@ def test_kernel_file(tmp_path):
     np.save(tmp_path / "even.npy", np.ones((2, 2)))
     with pytest.raises(UserError, match="odd"):
         O.parse(f"blur:kernel:{tmp_path / 'even.npy'}")
+
+
+def test_cg_does_not_blow_up_after_convergence():
+    # A singular, well-conditioned-on-its-range system: CG must stay at the solution
+    # when asked for far more iterations than it needs (tol = 0).
+    from vidrestore.linalg import conjugate_gradient
+
+    op = O.parse("inpaint:0.5", seed=1)
+    x = _x(SHAPE)
+    b = op.A_adjoint(op.A(x))
+    sol = conjugate_gradient(op.A_adjoint_A, b, None, max_iter=300)
+    assert torch.isfinite(sol).all()
+    assert float((op.A(sol) - op.A(x)).abs().max()) < 1e-10

@@ -48,20 +48,24 @@ def conjugate_gradient(
     rs = _dot(r, r)
     b_norm2 = _dot(b, b).clamp_min(torch.finfo(b.dtype).tiny)
     tiny = torch.finfo(b.dtype).tiny
+    # Samples whose residual reached ``tol`` (or machine precision, even when tol = 0) are
+    # frozen: iterating a converged CG further only amplifies rounding noise.
+    thresh = max(float(tol), 10 * torch.finfo(b.dtype).eps) ** 2 * b_norm2
+    shape = (-1,) + (1,) * (b.ndim - 1)
     for i in range(max_iter):
-        if tol > 0 and bool((rs <= (tol**2) * b_norm2).all()):
+        active = rs > thresh
+        if not bool(active.any()):
             break
         Mp = matvec(p)
         pMp = _dot(p, Mp)
-        # Step length; samples that have converged exactly (rs == 0) take no step.
-        alpha = torch.where(pMp.abs() > tiny, rs / torch.where(pMp.abs() > tiny, pMp, torch.ones_like(pMp)), torch.zeros_like(pMp))
-        shape = (-1,) + (1,) * (b.ndim - 1)
+        ok = active & (pMp.abs() > tiny)
+        alpha = torch.where(ok, rs / torch.where(ok, pMp, torch.ones_like(pMp)), torch.zeros_like(pMp))
         x = x + alpha.view(shape) * p
         r = r - alpha.view(shape) * Mp
         rs_new = _dot(r, r)
-        beta = torch.where(rs > tiny, rs_new / torch.where(rs > tiny, rs, torch.ones_like(rs)), torch.zeros_like(rs))
+        beta = torch.where(ok, rs_new / torch.where(ok, rs, torch.ones_like(rs)), torch.zeros_like(rs))
         p = r + beta.view(shape) * p
-        rs = rs_new
+        rs = torch.where(ok, rs_new, rs)
         if callback is not None:
             callback(i, x)
     return x

@@ -1,0 +1,426 @@
+"""Diffusion solvers for video inverse problems with an *image* prior: SVI, per-frame DDS, DPS.
+
+* :func:`solve_svi` — Kwon & Ye, "Solving Video Inverse Problems Using Image Diffusion Models"
+  (ICLR 2025, arXiv 2409.02574): the frames of a clip are the batch of a 2-D diffusion prior;
+  each step Tweedie-denoises every frame, runs a few conjugate-gradient iterations on the
+  *video-level* data term warm-started at the stacked Tweedie video (the Decomposed Diffusion
+  Sampler step of Chung, Lee & Ye, ICLR 2024, applied to the spatio-temporal operator), and
+  renoises with DDIM, drawing the fresh noise once and sharing it across all frames
+  ("batch-consistent sampling").
+* :func:`solve_dds` — the same sampler with independent noise per frame (the paper's
+  "w/o stochasticity control" ablation, i.e. DDS run frame by frame with a video-level CG).
+* :func:`solve_dps` — Chung et al., "Diffusion Posterior Sampling for General Noisy Inverse
+  Problems" (ICLR 2023): ancestral DDPM steps plus the gradient of ``||y - A(x0_hat)||``
+  through the network.
+
+Spaces. The operator, ``y`` and ``sigma_y`` are in pixel space ``[0, 1]``; the prior works in
+model space ``[-1, 1]``. SVI's data step runs **in pixel space**, as the released SVI code does
+(``v = (x0 + 1) / 2``, CG, ``x0 = 2 v - 1``): the Tweedie video is mapped with
+:func:`~vidrestore.tensor.to_pixel`, solved against the pixel ``y``, and mapped back with
+:func:`~vidrestore.tensor.to_model`. For a linear ``A`` this is *identical* to solving in model
+space against ``y_model = 2 y - A(1)``: with ``z = 2 v - 1`` both normal equations
+``A^T A v = A^T y`` and ``(I + gamma A^T A) v = x0_pix + gamma A^T y`` turn into their model-space
+versions, and CG iterates map one to one (residuals scale by 2, step sizes are unchanged), so
+``gamma`` means the same in both. DPS measures its residual in model space
+(``y_model = 2 y - A(1)``), as the DPS code does, so its ``zeta`` is comparable to the paper's.
+
+Frame sizes that are not multiples of the prior's ``multiple`` (8 when the attribute is absent)
+are solved on a reflect-padded grid with the exact operator ``A ∘ crop`` and cropped back
+(:func:`~vidrestore.solvers.windows.pad_operator`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from ..diffusion.denoisers import abar_at, eps_from_x0
+from ..diffusion.samplers import add_noise, ddim_step
+from ..diffusion.schedules import ddim_timesteps
+from ..errors import UserError
+from ..linalg import conjugate_gradient
+from ..ops.base import LinearOperator
+from ..tensor import check_video, to_model, to_pixel
+from .windows import DEFAULT_MULTIPLE, crop_to, pad_operator
+
+__all__ = ["DATA_STEPS", "SPACINGS", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
+
+DATA_STEPS = ("cg", "gd")
+SPACINGS = ("leading", "trailing")
+
+Callback = Callable[[dict], None]
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers.
+# ------------------------------------------------------------------------------------------
+
+
+def measurement_to_model(op: LinearOperator, y: torch.Tensor, x_shape: Sequence[int]) -> torch.Tensor:
+    """Pixel measurement -> model space for a linear operator: ``y_model = 2 y - A(1)``.
+
+    If ``x_model = 2 x - 1`` then ``A x_model = 2 A x - A(1)``; written with
+    :func:`~vidrestore.tensor.to_model` as ``to_model(y) + 1 - A(1)`` so the range conversion
+    stays defined in one place.
+    """
+    ones = torch.ones(tuple(x_shape), dtype=y.dtype, device=y.device)
+    return to_model(y) + (1.0 - op.A(ones))
+
+
+def sampling_timesteps(steps: int, num_train: int = 1000, t_start: int | None = None, spacing: str = "leading") -> list[int]:
+    """Descending timesteps of a ``steps``-step sampler.
+
+    * ``"leading"`` — the released SVI / DDS code: ``skip = N // steps`` and
+      ``t_i = (steps - 1 - i) * skip`` (``950, 900, ..., 0`` for 20 of 1000), so the last
+      evaluation is at ``t = 0`` and the final estimate is nearly noise-free; with ``t_start``,
+      ``steps`` values rounded from ``linspace(t_start, 0)``.
+    * ``"trailing"`` — :func:`~vidrestore.diffusion.schedules.ddim_timesteps` (``999, ..., 49``;
+      Lin et al. 2024): starts at pure noise, ends at ``t = N / steps - 1``.
+
+    Returns:
+        ``steps`` strictly decreasing integers in ``[0, N - 1]``.
+    """
+    if spacing not in SPACINGS:
+        raise UserError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if spacing == "trailing":
+        return ddim_timesteps(int(steps), int(num_train), t_start).tolist()
+    steps, num_train = int(steps), int(num_train)
+    if t_start is None:
+        skip = num_train // steps
+        if skip < 1:
+            raise UserError(f"steps must be in [1, {num_train}], got {steps}")
+        return [(steps - 1 - i) * skip for i in range(steps)]
+    if not 0 <= int(t_start) < num_train or steps > int(t_start) + 1:
+        raise UserError(f"t_start must be in [steps - 1, {num_train - 1}], got t_start={t_start}, steps={steps}")
+    if steps == 1:
+        return [int(t_start)]
+    return [int(round(int(t_start) * (steps - 1 - i) / (steps - 1))) for i in range(steps)]
+
+
+def _frame_seed(seed: int, frame: int) -> int:
+    # Distinct, reproducible stream per (seed, absolute frame index).
+    return (int(seed) * 1_000_003 + 7_919 * (int(frame) + 1) + 104_729) % (2**63 - 1)
+
+
+class _Noise:
+    """Gaussian noise for a ``(B, C, T, H, W)`` video, shared across frames or per frame.
+
+    Shared: one CPU generator seeded with ``seed`` draws ``(B, C, 1, H, W)`` per call and the
+    draw is copied to all ``T`` frames (batch-consistent sampling). Per frame: frame ``f`` has its
+    own generator seeded from ``(seed, frame_ids[f])``, so a frame gets the same noise whatever
+    window it is solved in.
+    """
+
+    def __init__(self, shape, shared: bool, seed: int, frame_ids: Sequence[int], like: torch.Tensor):
+        self.shape = tuple(int(s) for s in shape)
+        self.shared = shared
+        self.like = like
+        if shared:
+            self.gens = [torch.Generator(device="cpu").manual_seed(int(seed))]
+        else:
+            self.gens = [torch.Generator(device="cpu").manual_seed(_frame_seed(seed, f)) for f in frame_ids]
+
+    def draw(self) -> torch.Tensor:
+        b, c, t, h, w = self.shape
+        dtype = self.like.dtype if self.like.dtype in (torch.float32, torch.float64) else torch.float32
+        if self.shared:
+            z = torch.randn((b, c, 1, h, w), generator=self.gens[0], dtype=dtype).expand(b, c, t, h, w)
+        else:
+            z = torch.stack([torch.randn((b, c, h, w), generator=g, dtype=dtype) for g in self.gens], dim=2)
+        return z.to(device=self.like.device, dtype=self.like.dtype)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).flatten(1).sum(1)
+
+
+def _steepest_descent(matvec, b: torch.Tensor, x: torch.Tensor, iters: int) -> torch.Tensor:
+    """Steepest descent with exact line search on ``1/2 x^T M x - b^T x`` (per sample).
+
+    ``r = b - M x``; ``alpha = <r, r> / <r, M r>``; ``x += alpha r`` (one ``M``-product per
+    iteration with the residual recurrence ``r -= alpha M r``). The "GD" data step of the SVI
+    code, used for the CG-vs-GD ablation.
+    """
+    r = b - matvec(x)
+    tiny = torch.finfo(b.dtype).tiny
+    shape = (-1,) + (1,) * (b.ndim - 1)
+    for _ in range(iters):
+        Mr = matvec(r)
+        rr, rMr = _dot(r, r), _dot(r, Mr)
+        alpha = torch.where(rMr > tiny, rr / torch.where(rMr > tiny, rMr, torch.ones_like(rMr)), torch.zeros_like(rMr))
+        x = x + alpha.view(shape) * r
+        r = r - alpha.view(shape) * Mr
+    return x
+
+
+def _setup(denoiser, op: LinearOperator, y: torch.Tensor, multiple: int | None):
+    check_video(y, "measurement y")
+    if not isinstance(op, LinearOperator):
+        raise UserError(f"op must be a vidrestore LinearOperator, got {type(op).__name__}")
+    x_shape = tuple(op.input_shape(tuple(y.shape)))
+    if tuple(op.check_input(x_shape)) != tuple(y.shape):
+        raise UserError(f"measurement shape {tuple(y.shape)} does not fit operator {op.spec!r}")
+    if multiple is None:
+        multiple = int(getattr(denoiser, "multiple", DEFAULT_MULTIPLE) or 1)
+    op_p, shape_p = pad_operator(op, x_shape, int(multiple))
+    return op_p, shape_p, (x_shape[3], x_shape[4])
+
+
+# ------------------------------------------------------------------------------------------
+# SVI / DDS.
+# ------------------------------------------------------------------------------------------
+
+
+def solve_svi(
+    denoiser,
+    op: LinearOperator,
+    y: torch.Tensor,
+    *,
+    steps: int = 20,
+    eta: float = 0.15,
+    cg_steps: int = 5,
+    sigma_y: float = 0.0,
+    gamma: float = 1.0,
+    shared_noise: bool = True,
+    data_step: str = "cg",
+    t_start: int | None = None,
+    seed: int = 0,
+    callback: Callback | None = None,
+    frame_ids: Sequence[int] | None = None,
+    multiple: int | None = None,
+    cg_tol: float = 1e-6,
+    spacing: str = "leading",
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """Batch-consistent diffusion sampling with a video-level CG data step (SVI).
+
+    Kwon & Ye, ICLR 2025 (Algorithm 1 and the released ``time_deconv_sample_loop``), built on
+    the Decomposed Diffusion Sampler (Chung, Lee & Ye, ICLR 2024). With timesteps
+    ``t_0 > ... > t_{K-1}`` from :func:`sampling_timesteps` (``K = steps``; by default the
+    released code's ``950, 900, ..., 0``) and ``abar = 1`` after the last:
+
+    1. ``x = z`` with ``z ~ N(0, I)`` one image copied to every frame (``shared_noise``), or the
+       lifted measurement noised to ``t_start`` (SDEdit-style start);
+    2. for each ``t``: ``(eps, x0) = denoiser(x, t)`` per frame (frames are the prior's batch);
+    3. stack into the video and go to pixels: ``v = to_pixel(x0)``;
+    4. data step, ``cg_steps`` iterations warm-started at ``v``, over the whole clip:
+       ``A^T A v = A^T y`` (``sigma_y == 0``; early stopping in the Krylov space around the
+       Tweedie video is the only regulariser) or ``(I + gamma A^T A) v = x0_pix + gamma A^T y``
+       (``sigma_y > 0``, the DDS noisy form);
+    5. ``x0 = to_model(v)``; DDIM renoising in the DDS form
+       ``x = sqrt(abar') x0 + sqrt(1 - abar') (eta z + sqrt(1 - eta^2) eps)`` with ``z`` shared
+       across frames and ``eps`` each frame's own prediction; the last step returns ``x0``.
+
+    NFE = ``steps`` (one batched prior call of all frames per step). Deterministic given
+    ``seed`` (CPU generators; the same numbers on every device).
+
+    Args:
+        denoiser: Denoiser protocol object (``alphas_cumprod``, ``eps_and_x0``); optional
+            ``multiple`` attribute (frame sides must be multiples of it; default 8).
+        op: Linear operator on pixel videos ``(B, C, T, H, W)``.
+        y: Measurement ``op.A(x) + noise`` in pixel units, shape ``op.output_shape(x)``.
+        steps: Number of diffusion steps (= network evaluations).
+        eta: DDS stochasticity in ``[0, 1]`` (0.15 temporal tasks, 0.8 spatio-temporal in the
+            paper).
+        cg_steps: Data-step iterations per diffusion step (0 disables the data step).
+        sigma_y: Measurement noise std in pixel units; ``> 0`` switches to the proximal form.
+        gamma: Weight of the data term in the proximal form (dimensionless; identical in pixel
+            and model space).
+        shared_noise: Share the initial and every fresh noise draw across frames.
+        data_step: ``"cg"`` (conjugate gradient) or ``"gd"`` (steepest descent with exact line
+            search, the ablation).
+        t_start: First timestep (``None``: ``N - 1`` from pure noise); otherwise start from
+            ``op.lift(y)`` noised to ``t_start``.
+        seed: Seed of all noise.
+        callback: Called each step with ``dict(i, t, x, x0, x0_data, eps, noise)``: ``x`` the
+            step's input ``x_t`` and ``x0`` the Tweedie video (model space), ``x0_data`` the
+            data-consistent video (pixel space), ``noise`` the fresh noise used (or ``None``).
+        frame_ids: Absolute frame indices (seed per-frame noise; set by
+            :func:`~vidrestore.solvers.windows.solve_in_windows`). Default ``0 .. T-1``.
+        multiple: Override the prior's size multiple.
+        cg_tol: Relative residual at which CG stops early (0: always ``cg_steps``).
+        spacing: ``"leading"`` (released code, ends at ``t = 0``) or ``"trailing"``
+            (starts at ``t = N - 1``); see :func:`sampling_timesteps`.
+        clip_x0: Clamp the Tweedie video to ``[-1, 1]`` and recompute ``eps`` from it
+            (guided-diffusion's ``clip_denoised``). The released SVI code does not clip; an
+            imperfect prior at high ``t`` (where ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``
+            amplifies errors of ``eps`` by ``1 / sqrt(abar)``, ~90 at ``t = 950``) can otherwise
+            drive a small-``eta`` run off the data manifold.
+
+    Returns:
+        The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
+
+    Example:
+        >>> import torch
+        >>> from vidrestore.diffusion import GaussianPrior, alphas_cumprod, linear_betas
+        >>> from vidrestore.ops import parse
+        >>> prior = GaussianPrior(0.0, 0.5, alphas_cumprod(linear_betas()))
+        >>> op = parse("tblur:uniform:3:circular,sr:2")
+        >>> y = op.A(torch.rand(1, 3, 4, 8, 8))
+        >>> solve_svi(prior, op, y, steps=5).shape
+        torch.Size([1, 3, 4, 8, 8])
+    """
+    if data_step not in DATA_STEPS:
+        raise UserError(f"data_step must be one of {DATA_STEPS}, got {data_step!r}")
+    if int(steps) < 1 or int(cg_steps) < 0:
+        raise UserError(f"steps must be >= 1 and cg_steps >= 0, got steps={steps}, cg_steps={cg_steps}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise UserError(f"eta must lie in [0, 1], got {eta}")
+    if float(sigma_y) < 0 or float(gamma) <= 0:
+        raise UserError(f"sigma_y must be >= 0 and gamma > 0, got sigma_y={sigma_y}, gamma={gamma}")
+    op_p, shape, size = _setup(denoiser, op, y, multiple)
+    T = shape[2]
+    ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
+    if len(ids) != T:
+        raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
+    acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
+    ts = sampling_timesteps(int(steps), int(acp.shape[0]), t_start, spacing)
+    noise_src = _Noise(shape, bool(shared_noise), seed, ids, like=y)
+    noisy = float(sigma_y) > 0
+
+    with torch.no_grad():
+        # Right-hand side of the data step: A^T y (pixel space).
+        aty = op_p.A_adjoint(y)
+        if noisy:
+            def matvec(v):  # (I + gamma A^T A) v
+                return v + gamma * op_p.A_adjoint_A(v)
+        else:
+            matvec = op_p.A_adjoint_A
+
+        # 1. Initial sample: one noise image shared by all frames (or independent per frame).
+        z = noise_src.draw()
+        if t_start is None:
+            x = z
+        else:
+            x = add_noise(to_model(op_p.lift(y)), acp[ts[0]], z)
+
+        for i, t in enumerate(ts):
+            abar_t = acp[t]
+            abar_next = acp[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64)
+            # 2. Per-frame Tweedie estimate and noise prediction (frames = the prior's batch).
+            eps, x0 = denoiser.eps_and_x0(x, t)
+            if clip_x0:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = eps_from_x0(x, x0, abar_at(acp, t, x))
+            # 3. Stack the frames into the video, in pixel space (not clipped unless clip_x0).
+            v = to_pixel(x0)
+            # 4. Video-level data consistency, warm-started at the Tweedie video.
+            if cg_steps > 0:
+                rhs = v + gamma * aty if noisy else aty
+                if data_step == "cg":
+                    v = conjugate_gradient(matvec, rhs, v, max_iter=int(cg_steps), tol=float(cg_tol))
+                else:
+                    v = _steepest_descent(matvec, rhs, v, int(cg_steps))
+            x0_data = to_model(v)
+            # 5. DDIM renoising, DDS form of eta: fresh noise shared across frames, eps per frame.
+            noise = noise_src.draw() if (eta > 0 and float(abar_next) < 1.0) else None
+            if callback is not None:
+                callback(dict(i=i, t=t, x=x, x0=x0, x0_data=v, eps=eps, noise=noise))
+            x = ddim_step(x, eps, x0_data, abar_t, abar_next, eta=float(eta), eta_mode="dds", noise=noise)
+        # The last step lands on abar = 1, so x is the final data-consistent estimate.
+        return crop_to(to_pixel(x), size).clamp(0.0, 1.0)
+
+
+def solve_dds(denoiser, op: LinearOperator, y: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Per-frame DDS baseline: :func:`solve_svi` with independent noise for every frame.
+
+    Chung, Lee & Ye, "Decomposed Diffusion Sampler for Accelerating Large-Scale Inverse
+    Problems" (ICLR 2024) with the frames as a batch of independent images; the data step is
+    still the video-level CG (a temporal operator couples the frames). This is the "w/o
+    batch-consistent sampling" row of the SVI ablation (Kwon & Ye, ICLR 2025, Table 3).
+    Takes every keyword of :func:`solve_svi` except ``shared_noise``.
+    """
+    if "shared_noise" in kwargs:
+        raise UserError("solve_dds always uses independent noise; call solve_svi to choose")
+    return solve_svi(denoiser, op, y, shared_noise=False, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# DPS.
+# ------------------------------------------------------------------------------------------
+
+
+def solve_dps(
+    denoiser,
+    op: LinearOperator,
+    y: torch.Tensor,
+    *,
+    steps: int = 1000,
+    zeta: float = 1.0,
+    sigma_y: float = 0.0,
+    seed: int = 0,
+    callback: Callback | None = None,
+    frame_ids: Sequence[int] | None = None,
+    multiple: int | None = None,
+    spacing: str = "leading",
+) -> torch.Tensor:
+    """Diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1, Gaussian noise).
+
+    Frames are the prior's batch and the noise is independent per frame. For each timestep
+    ``t`` (:func:`sampling_timesteps`; ``steps = 1000`` is plain DDPM, ``999, ..., 0``):
+
+    1. ``(eps, x0) = denoiser(x_t, t)`` with autograd on ``x_t``;
+    2. ``x' = `` ancestral DDPM step (DDIM with ``eta = 1``: the posterior
+       ``q(x_{t'} | x_t, x0)``) with fresh noise;
+    3. ``x_{t'} = x' - zeta_t grad_{x_t} ||y - A(x0)||^2`` with ``zeta_t = zeta / ||y - A(x0)||``
+       (per clip), the residual measured in model space (``y_model = 2 y - A(1)``). This equals
+       ``2 zeta grad ||y - A(x0)||``: the official code's ``scale`` is ``2 zeta``.
+
+    ``sigma_y`` does not enter the update (DPS's Gaussian step size is normalised by the
+    residual); it is accepted for a uniform solver signature. NFE = ``steps`` (each with a
+    backward pass through the network).
+
+    Args:
+        denoiser: Denoiser protocol object; must be differentiable in ``x_t``.
+        op: Linear operator on pixel videos.
+        y: Measurement in pixel units.
+        steps: Number of diffusion steps.
+        zeta: Step size of the measurement gradient.
+        sigma_y: Measurement noise std in pixel units (not used by the update).
+        seed: Seed of all noise.
+        callback: Called each step with ``dict(i, t, x, x0, residual)`` (model space;
+            ``residual`` = ``||y - A(x0)||`` per clip in model units).
+        frame_ids: Absolute frame indices (per-frame noise seeds), as in :func:`solve_svi`.
+        multiple: Override the prior's size multiple.
+        spacing: Timestep spacing, see :func:`sampling_timesteps`.
+
+    Returns:
+        The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
+    """
+    if int(steps) < 1 or float(zeta) < 0 or float(sigma_y) < 0:
+        raise UserError(f"steps must be >= 1 and zeta, sigma_y >= 0; got {steps}, {zeta}, {sigma_y}")
+    op_p, shape, size = _setup(denoiser, op, y, multiple)
+    T = shape[2]
+    ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
+    if len(ids) != T:
+        raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
+    acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
+    ts = sampling_timesteps(int(steps), int(acp.shape[0]), None, spacing)
+    noise_src = _Noise(shape, False, seed, ids, like=y)
+    y_model = measurement_to_model(op_p, y.detach(), shape)
+    tiny = torch.finfo(y.dtype).tiny
+
+    x = noise_src.draw()
+    for i, t in enumerate(ts):
+        abar_t = acp[t]
+        abar_next = acp[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            # 1. Tweedie estimate through the network, keeping the graph to x_t.
+            eps, x0 = denoiser.eps_and_x0(x_in, t)
+            # 3a. Measurement residual and its norm per clip.
+            r = y_model - op_p.A(x0)
+            norm = r.flatten(1).norm(dim=1)
+            # zeta_t = zeta / ||r|| on the squared norm (Chung et al. 2023, Sec. 3.2 / App. C).
+            loss = (norm**2 * (zeta / norm.detach().clamp_min(tiny))).sum()
+            (grad,) = torch.autograd.grad(loss, x_in)
+        eps, x0 = eps.detach(), x0.detach()
+        if callback is not None:
+            callback(dict(i=i, t=t, x=x, x0=x0, residual=norm.detach()))
+        # 2. Ancestral step (DDPM posterior; fresh noise except at the last step).
+        noise = noise_src.draw() if float(abar_next) < 1.0 else None
+        x_prev = ddim_step(x, eps, x0, abar_t, abar_next, eta=1.0, eta_mode="ddim", noise=noise)
+        # 3b. Measurement-gradient correction.
+        x = (x_prev - grad).detach()
+    return crop_to(to_pixel(x), size).clamp(0.0, 1.0)

@@ -74,19 +74,26 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method (cg, admm-tv).")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
 @click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
 @click.option("--lam", type=float, default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
+@click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
+@click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
+@click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
+@click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def restore(src, out, method, op, sigma_y, seed, iters, lam, device, quiet):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, quiet):
     """Restore a measurement SRC into OUT."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet)
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s)")
 

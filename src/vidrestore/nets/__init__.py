@@ -9,11 +9,19 @@ from __future__ import annotations
 from torch import nn
 
 from .adm_unet import ADM_PRESETS, ADMUNet, adm_from_flags
+from .liteflownet import LITEFLOWNET_PRESETS, LiteFlowNet
+from .pvdnet import PVDNET_PRESETS, PVDNet, PVDNetDeblur
 
-__all__ = ["NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags"]
+__all__ = [
+    "NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags",
+    "LiteFlowNet", "LITEFLOWNET_PRESETS", "PVDNet", "PVDNetDeblur", "PVDNET_PRESETS",
+]
 
 NETS: dict[str, type[nn.Module]] = {
     "adm_unet": ADMUNet,
+    "liteflownet": LiteFlowNet,
+    "pvdnet": PVDNet,
+    "pvdnet_deblur": PVDNetDeblur,
 }
 
 

@@ -179,6 +179,50 @@ def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, thr
     train_prior(data, out_dir, steps=steps, batch=batch, size=size, lr=lr, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
 
 
+@train.command(name="bimnet")
+@click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
+@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, bimnet/ (exported weights), log.jsonl.")
+@click.option("--steps", type=click.IntRange(min=1), default=600, help="Total optimiser steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=8)
+@click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
+@click.option("--preset", type=click.Choice(["small", "full"]), default="small", help="LiteFlowNet widths.")
+@click.option("--lr", type=float, default=3e-4, help="Adam learning rate (cosine to lr/100).")
+@click.option("--flow-weight", type=float, default=0.0, help="Weight of the optional EPE term against the exact synthetic flow (not in the paper).")
+@click.option("--pairings", type=click.IntRange(1, 4), default=4, help="Blurry/sharp pairings per step (4 = the paper's loss; fewer cycle).")
+@click.option("--seed", type=int, default=0)
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight, pairings, seed, ckpt_every, threads, resume):
+    """Phase 1 of PVDNet: train BIMNet (LiteFlowNet) with the blur-invariant loss on synthetic blur."""
+    from ..train.pvdnet import train_bimnet
+
+    train_bimnet(list(data), out_dir, steps=steps, batch=batch, size=size, preset=preset, lr=lr, flow_weight=flow_weight, pairings_per_step=pairings, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+
+
+@train.command(name="pvdnet")
+@click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
+@click.option("--bimnet", required=True, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet'); frozen.")
+@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, pvdnet/ (exported weights), log.jsonl.")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, help="Total per-frame optimiser steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=8)
+@click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
+@click.option("--frames", type=click.IntRange(min=3), default=6, help="Frames per training clip (frames-2 recurrent steps).")
+@click.option("--preset", type=click.Choice(["small", "normal", "large"]), default="small", help="PVDNet widths.")
+@click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (cosine restarts).")
+@click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
+@click.option("--zero-init", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
+@click.option("--seed", type=int, default=0)
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+def train_pvdnet_cmd(data, bimnet, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, resume):
+    """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
+    from ..train.pvdnet import train_pvdnet
+
+    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+
+
 @cli.command()
 def info():
     """Versions, devices and bundled data."""

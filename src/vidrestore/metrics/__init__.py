@@ -11,12 +11,16 @@ torch and numpy only.
 """
 
 from ._common import rgb_to_y
+from .aligned import aligned_frame_metrics, aligned_video_metrics, dft_registration
 from .psnr import psnr
 from .report import format_table, video_metrics
 from .ssim import gaussian_window_1d, ssim
 from .temporal import TemporalFlows, compute_ref_flows, warp_error
 
 __all__ = [
+    "aligned_frame_metrics",
+    "aligned_video_metrics",
+    "dft_registration",
     "TemporalFlows",
     "compute_ref_flows",
     "format_table",

@@ -208,6 +208,12 @@ class _Regularization(nn.Module):
         return torch.cat((self.scale_x(dist * ux) * inv, self.scale_y(dist * uy) * inv), 1)
 
 
+def _bilinear_kernel(shape) -> torch.Tensor:
+    """Weights of a grouped 4x4 stride-2 transposed conv doing bilinear x2 upsampling."""
+    k = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    return (k[:, None] * k[None]).expand(shape).clone()
+
+
 class LiteFlowNet(nn.Module):
     """LiteFlowNet (Hui et al. 2018) as BIMNet of PVDNet (Son et al. 2021).
 
@@ -236,6 +242,11 @@ class LiteFlowNet(nn.Module):
         self.matching = nn.ModuleList([_Matching(lv, widths, match) for lv in levels])
         self.subpixel = nn.ModuleList([_Subpixel(lv, widths, match) for lv in levels])
         self.regularization = nn.ModuleList([_Regularization(lv, widths, reg, reg_feat) for lv in levels])
+        # Transposed convs start as bilinear x2 upsampling (pretrained weights overwrite this).
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                with torch.no_grad():
+                    m.weight.copy_(_bilinear_kernel(m.weight.shape))
 
     def forward(self, cur: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Backward flow ``cur -> prev`` at 1/2 resolution, in full-resolution pixels.

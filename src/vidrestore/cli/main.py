@@ -74,7 +74,7 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, pvdnet (blind video deblurring, no --op).")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
 @click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
@@ -87,13 +87,15 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
+@click.option("--weights", default=None, help="pvdnet: weight folder (default: the shipped small model).")
+@click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, quiet):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, device, quiet):
     """Restore a measurement SRC into OUT."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap, "weights": weights, "flow": flow}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet)
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s)")
 
@@ -101,15 +103,23 @@ def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, 
 @cli.command(name="eval")
 @click.argument("out")
 @click.argument("ref")
-@click.option("--crop-border", type=click.IntRange(min=0), default=0, help="Pixels cropped at each border before PSNR/SSIM.")
+@click.option("--crop-border", type=click.IntRange(min=0), default=None, help="Pixels cropped at each border before PSNR/SSIM (default 0; 16 with --align).")
 @click.option("--y", "y_channel", is_flag=True, help="PSNR/SSIM on the BT.601 luma channel.")
 @click.option("--json", "json_path", default=None, help="Write the metrics (with per-frame values) to this JSON file.")
 @click.option("--no-warp", is_flag=True, help="Skip the warping error (optical flow).")
-def eval_cmd(out, ref, crop_border, y_channel, json_path, no_warp):
+@click.option("--align", is_flag=True, help="Video-deblurring protocol (Koehler et al./PVDNet): gain fit, global DFT translation, luma PSNR/SSIM, first frame skipped.")
+@click.option("--subpixel", type=click.IntRange(min=1), default=1, help="With --align: registration precision 1/N pixel (1 = whole pixels, the paper).")
+def eval_cmd(out, ref, crop_border, y_channel, json_path, no_warp, align, subpixel):
     """Compare OUT with the reference REF: PSNR, SSIM, warping error."""
     from ..workflows import evaluate_files
 
-    _, table = evaluate_files(out, ref, crop_border=crop_border, y_channel=y_channel, json_path=json_path, warp=not no_warp)
+    if align:
+        from ..workflows.evaluate_aligned import evaluate_aligned_files
+
+        _, table = evaluate_aligned_files(out, ref, border=16 if crop_border is None else crop_border, upsample=subpixel, json_path=json_path)
+        click.echo(table)
+        return
+    _, table = evaluate_files(out, ref, crop_border=crop_border or 0, y_channel=y_channel, json_path=json_path, warp=not no_warp)
     click.echo(table)
 
 
@@ -202,7 +212,8 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 
 @train.command(name="pvdnet")
 @click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
-@click.option("--bimnet", required=True, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet'); frozen.")
+@click.option("--bimnet", default=None, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet'); frozen. Required with --flow bimnet.")
+@click.option("--flow", "flow_source", type=click.Choice(["bimnet", "dis", "gt", "zero"]), default="bimnet", help="Flow fed to the pixel volume in training (bimnet = the paper).")
 @click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, pvdnet/ (exported weights), log.jsonl.")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, help="Total per-frame optimiser steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=8)
@@ -216,11 +227,11 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_pvdnet_cmd(data, bimnet, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, resume):
+def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, resume):
     """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
     from ..train.pvdnet import train_pvdnet
 
-    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
 
 
 @cli.command()

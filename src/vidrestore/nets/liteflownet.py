@@ -191,6 +191,11 @@ class _Regularization(nn.Module):
             self.dist = nn.Sequential(nn.Conv2d(reg[-1], k * k, (k, 1), 1, (k // 2, 0)), nn.Conv2d(k * k, k * k, (1, k), 1, (0, k // 2)))
         self.scale_x = nn.Conv2d(k * k, 1, 1)
         self.scale_y = nn.Conv2d(k * k, 1, 1)
+        # Start as a plain softmax-weighted average of the neighbouring flow vectors (a
+        # random init would shrink the flow at every level when training from scratch).
+        for m in (self.scale_x, self.scale_y):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
     def forward(self, im1, im2, f1, f2, flow):
         b = flow.shape[0]
@@ -248,14 +253,17 @@ class LiteFlowNet(nn.Module):
                 with torch.no_grad():
                     m.weight.copy_(_bilinear_kernel(m.weight.shape))
 
-    def forward(self, cur: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def forward(self, cur: torch.Tensor, prev: torch.Tensor, return_pyramid: bool = False):
         """Backward flow ``cur -> prev`` at 1/2 resolution, in full-resolution pixels.
 
         Args:
             cur, prev: ``(B, 3, H, W)`` in ``[0, 1]``, ``H`` and ``W`` multiples of 32.
 
+            return_pyramid: also return the flows of levels 6..2 (for multi-scale losses).
+
         Returns:
-            ``(B, 2, H/2, W/2)``; ``backwarp(prev, upsample(flow)) ~= cur``.
+            ``(B, 2, H/2, W/2)``; ``backwarp(prev, upsample(flow)) ~= cur``; with
+            ``return_pyramid``, ``(flow, [flows at 1/32 ... 1/2])``, all in full-resolution pixels.
         """
         f1, f2 = self.features(cur), self.features(prev)
         im1, im2 = [cur], [prev]
@@ -264,12 +272,14 @@ class LiteFlowNet(nn.Module):
             im1.append(F.interpolate(im1[-1], size=size, mode="bilinear", align_corners=False))
             im2.append(F.interpolate(im2[-1], size=size, mode="bilinear", align_corners=False))
         flow = None
+        pyramid = []
         for i in (-1, -2, -3, -4, -5):
             args = (im1[i], im2[i], f1[i], f2[i])
             flow = self.matching[i](*args, flow)
             flow = self.subpixel[i](*args, flow)
             flow = self.regularization[i](*args, flow)
-        return flow * 20.0
+            pyramid.append(flow * 20.0)
+        return (flow * 20.0, pyramid) if return_pyramid else flow * 20.0
 
     def estimate(self, cur: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Full-resolution backward flow as PVDNet computes it.

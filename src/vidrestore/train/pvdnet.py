@@ -7,9 +7,10 @@ paper (Eq. 1), averaged over the four pairings ``ab in {bb, bs, sb, ss}`` (``b``
     W^{ab} = BIMNet(I^a_t, I^b_{t-1}),   L^{ab} = masked MSE( warp(I^s_{t-1}, W^{ab}), I^s_t ),
 
 where the mask keeps pixels whose warp stays inside the image and images are in ``[0, 1]``.
-Because our synthetic clips come with exact flow, an optional end-point-error term
-``flow_weight * EPE(W^{ab}, W_gt)`` (same four pairings) speeds up training from scratch on a
-CPU budget; it is *not* in the paper and is 0 by default.
+Because our synthetic clips come with exact flow, an optional multi-scale end-point-error
+term ``flow_weight * mean_levels EPE(W^{ab}_level, W_gt)`` (LiteFlowNet's own training loss,
+same four pairings; the sizes must be multiples of 32) speeds up training from scratch on a
+CPU budget; it is *not* in the PVDNet paper and is 0 by default.
 
 Phase 2, :func:`train_pvdnet`: BIMNet frozen, PVDNet trained with MSE in ``[-1, 1]`` space,
 recurrently: for each clip of ``frames`` frames the state starts as the blurry frame 0, and
@@ -89,15 +90,23 @@ def bim_loss(
     images = {"b": blurry, "s": sharp}
     s_prev, s_cur = sharp[:, :, 0], sharp[:, :, 1]
     photo, epe = 0.0, 0.0
+    h, w = s_cur.shape[-2:]
     for a, b in pairings:
-        flow = net.estimate(images[a][:, :, 1], images[b][:, :, 0])
+        cur, prev = images[a][:, :, 1], images[b][:, :, 0]
+        if gt_flow is not None and flow_weight > 0:
+            # Multi-scale EPE (LiteFlowNet's own training loss) on every pyramid level.
+            half, pyramid = net(cur, prev, return_pyramid=True)
+            flow = F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False)
+            for f in pyramid:
+                target = F.adaptive_avg_pool2d(gt_flow, f.shape[-2:])
+                epe = epe + (f - target).square().sum(1).add(1e-9).sqrt().mean() / len(pyramid)
+        else:
+            flow = net.estimate(cur, prev)
         warped = backwarp(s_prev, flow)
         mask = (backwarp(torch.ones_like(s_prev[:, :1]), flow) > 0.999).to(flow.dtype)
         photo = photo + ((warped - s_cur).square() * mask).sum() / (mask.sum() * 3).clamp_min(1.0)
-        if gt_flow is not None:
-            epe = epe + (flow - gt_flow).square().sum(1).add(1e-9).sqrt().mean()
     photo = photo / len(pairings)
-    epe = epe / len(pairings) if gt_flow is not None else torch.zeros(())
+    epe = epe / len(pairings) if gt_flow is not None and flow_weight > 0 else torch.zeros(())
     loss = photo + flow_weight * epe if gt_flow is not None and flow_weight > 0 else photo
     return loss, {"photo": float(photo.detach()), "epe": float(epe.detach()) if torch.is_tensor(epe) else float(epe)}
 
@@ -299,7 +308,7 @@ def train_bimnet(
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise RuntimeError(f"non-finite loss at step {step + 1}")
         seconds += time.time() - t0
         window.append((float(loss), parts["photo"], parts["epe"]))
@@ -322,11 +331,30 @@ def train_bimnet(
 # --------------------------------------------------------------------------- phase 2
 
 
+def _training_flows(source: str, blurry: torch.Tensor, gt: torch.Tensor | None) -> torch.Tensor | None:
+    """Flows ``t -> t-1`` (B, 2, T, H, W) for the pixel volume, or None for BIMNet's."""
+    if source == "bimnet":
+        return None
+    b, _, t_len, h, w = blurry.shape
+    if source == "zero":
+        return blurry.new_zeros(b, 2, t_len, h, w)
+    if source == "gt":
+        if gt is None:
+            raise UserError("flow source 'gt' needs a dataset with exact flow")
+        return gt[:, :, :t_len]
+    from ..flow import dis_flow
+
+    out = blurry.new_zeros(b, 2, t_len, h, w)
+    for t in range(1, t_len):
+        out[:, :, t] = dis_flow(blurry[:, :, t], blurry[:, :, t - 1])
+    return out
+
+
 def train_pvdnet(
     data: Sequence[str] | None,
     out_dir: str | os.PathLike,
     *,
-    bimnet: str | os.PathLike,
+    bimnet: str | os.PathLike | None,
     steps: int,
     batch: int = 8,
     size: int = 64,
@@ -335,6 +363,7 @@ def train_pvdnet(
     lr: float = 3e-4,
     weight_decay: float = 0.01,
     zero_init_residual: bool = False,
+    flow_source: str = "bimnet",
     seed: int = 0,
     ckpt_every: int = 100,
     log_every: int = 20,
@@ -349,13 +378,18 @@ def train_pvdnet(
     Args:
         data: photo folders (held-out photos excluded).
         out_dir: run folder (checkpoint/, pvdnet/, log.jsonl).
-        bimnet: weight folder of a trained BIMNet (``train_bimnet``'s ``out/bimnet``).
+        bimnet: weight folder of a trained BIMNet (``train_bimnet``'s ``out/bimnet``); it is
+            frozen and exported with the model. May be ``None`` when ``flow_source`` is not
+            ``"bimnet"`` (an untrained small BIMNet is then stored).
         steps: total per-frame optimiser steps (``frames - 2`` per clip batch, as in the
             paper where ``itr_inc = 13`` per 15-frame sample).
         batch, size, frames: clips per batch, crop side (multiple of 32), frames per clip.
         preset: PVDNet preset (``small``, ``normal``, ``large``).
         lr, weight_decay: RAdam learning rate (cosine restarts down to ``lr / 1000``) and
             decoupled weight decay.
+        flow_source: flow fed to the pixel volume during training: ``"bimnet"`` (the paper),
+            ``"dis"`` (OpenCV DIS on the blurry frames), ``"gt"`` (the exact synthetic flow)
+            or ``"zero"`` (no motion compensation, an ablation).
         zero_init_residual: start the last conv at zero (the network starts as the identity
             on the blurry frame) instead of the paper's Xavier init; helps short CPU runs.
         seed, ckpt_every, log_every, resume, num_threads, progress, dataset, config: as in
@@ -377,7 +411,14 @@ def train_pvdnet(
     ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
     say = (lambda m: print(f"[pvdnet] {m}", flush=True)) if progress else (lambda m: None)
 
-    flow_net = from_pretrained(bimnet) if isinstance(bimnet, (str, os.PathLike)) else bimnet
+    if flow_source not in ("bimnet", "dis", "gt", "zero"):
+        raise UserError(f"unknown flow source {flow_source!r}; choose bimnet, dis, gt or zero")
+    if bimnet is None:
+        if flow_source == "bimnet":
+            raise UserError("--bimnet is required when training with BIMNet flow")
+        flow_net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
+    else:
+        flow_net = from_pretrained(bimnet) if isinstance(bimnet, (str, os.PathLike)) else bimnet
     if not isinstance(flow_net, LiteFlowNet):
         raise UserError(f"{bimnet} is not a LiteFlowNet/BIMNet weight folder")
     torch.manual_seed(seed)
@@ -389,7 +430,7 @@ def train_pvdnet(
         nn.init.zeros_(model.pvdnet.end.weight)
     opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, decoupled_weight_decay=True)
     per_clip = frames - 2
-    expect = {"seed": seed, "batch": batch, "size": size, "frames": frames, "preset": preset, "zero_init_residual": zero_init_residual}
+    expect = {"seed": seed, "batch": batch, "size": size, "frames": frames, "preset": preset, "zero_init_residual": zero_init_residual, "flow_source": flow_source}
     start, history, seconds = 0, [], 0.0
     if resume and (ckpt_dir / "trainer_state.json").is_file():
         st = _load_checkpoint(ckpt_dir, model, opt, expect)
@@ -415,8 +456,9 @@ def train_pvdnet(
         b = ds.batch(step // per_clip, batch)
         n = min(per_clip, steps - step)
         blurry, sharp = b["blurry"][:, :, : n + 2], b["sharp"][:, :, : n + 2]
+        flows = _training_flows(flow_source, blurry, b.get("flow"))
         base = step
-        losses = pvdnet_clip_steps(model, blurry, sharp, opt, lr_fn=lambda i: cosine_restarts_lr(base + i, steps, lr, eta_min))
+        losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows, lr_fn=lambda i: cosine_restarts_lr(base + i, steps, lr, eta_min))
         if not all(math.isfinite(v) for v in losses):
             raise RuntimeError(f"non-finite loss near step {step + 1}")
         seconds += time.time() - t0

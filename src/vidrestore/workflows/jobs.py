@@ -174,6 +174,10 @@ METHODS: dict[str, Method] = {
 }
 
 
+#: Methods that restore without an operator (blind deblurring networks).
+BLIND_METHODS = ("pvdnet",)
+
+
 def restore_video(
     y: torch.Tensor,
     op: LinearOperator,
@@ -214,13 +218,21 @@ def restore_file(
 
     The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
     frame count, ``sigma_y``). Returns a summary dict (method, op, seconds, output path).
+
+    Blind methods (:data:`BLIND_METHODS`, e.g. ``pvdnet``) need no operator; their options
+    are ``weights`` and ``flow`` (see :mod:`vidrestore.workflows.deblur`).
     """
+    if method in BLIND_METHODS:
+        from .deblur import deblur_file
+
+        o = options or {}
+        return deblur_file(src, out, weights=o.get("weights"), flow=o.get("flow"), device=device, quiet=quiet)
     meta = read_sidecar(src) or {}
     spec = op or meta.get("op")
     if not spec:
         raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
     if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UserError(f"unknown method {method!r}; choose one of {', '.join(list(METHODS) + list(BLIND_METHODS))}")
     op_seed = seed if seed is not None else int(meta.get("seed", 0))
     s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
     y, fps = read_video(src)

@@ -1,0 +1,351 @@
+"""PVDNet: pixel volume, correlation, nets, synthetic blur, training steps, recurrent inference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vidrestore.data.blur_synth import BlurSynthConfig, SyntheticBlurClips, render_clip
+from vidrestore.nets import LITEFLOWNET_PRESETS, PVDNET_PRESETS, LiteFlowNet, PVDNet, PVDNetDeblur
+from vidrestore.nets.liteflownet import backwarp, correlation
+from vidrestore.nets.pvdnet import deblur_frames, deblur_video, pixel_volume
+
+TINY_PVD = {"pv_ch": 4, "img_ch": 4, "ch": 4, "mid_ch": 4, "low_ch": 4, "num_blocks": 1}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _photo(h=160, w=200):
+    from skimage import data
+
+    img = data.astronaut()[:h, :w]
+    return torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 255.0
+
+
+# --------------------------------------------------------------------------- pixel volume
+
+
+def _pv_reference(g, flow, g_fill, k=5):
+    """Literal per-pixel transcription of the rules in the pixel_volume docstring."""
+    h, w = g.shape
+    r = k // 2
+    out = np.zeros((k * k, h, w))
+    for i in range(-r, r + 1):
+        for j in range(-r, r + 1):
+            ch = (i + r) * k + (j + r)
+            for y in range(h):
+                for x in range(w):
+                    qx, qy = x - i, y - j
+                    if not (0 <= qx < w and 0 <= qy < h):
+                        out[ch, y, x] = 0.0
+                        continue
+                    tx = math.trunc(qx + flow[0, qy, qx]) + i
+                    ty = math.trunc(qy + flow[1, qy, qx]) + j
+                    if tx < 1 or tx > w - 2 or ty < 1 or ty > h - 2:
+                        out[ch, y, x] = g_fill[y, x]
+                    else:
+                        out[ch, y, x] = g[ty, tx]
+    return out
+
+
+def _gray_rgb(g):
+    # R = G = B = g / (sum of the gray weights) so that the gray conversion returns g exactly-ish.
+    s = 0.2989 + 0.5870 + 0.1140
+    return (g / s)[None, None].expand(1, 3, -1, -1).double()
+
+
+def test_pixel_volume_hand_made_example():
+    # 6x6 previous frame with values 10*y + x, flow +1 px in x everywhere, fill = -1.
+    h, w = 6, 6
+    g = torch.tensor([[10.0 * y + x for x in range(w)] for y in range(h)])
+    flow = torch.zeros(1, 2, h, w, dtype=torch.float64)
+    flow[:, 0] = 1.0
+    v = pixel_volume(_gray_rgb(g), flow, _gray_rgb(torch.full((h, w), -1.0)))
+    assert v.shape == (1, 25, h, w)
+    centre = v[0, 12]  # d = (0, 0): V(p) = G(p + (1, 0)) where valid
+    assert centre[2, 2].item() == pytest.approx(23.0)
+    assert centre[3, 1].item() == pytest.approx(32.0)
+    # x + 1 = 5 > W - 2 -> out of the inner image -> fill value
+    assert centre[2, 4].item() == pytest.approx(-1.0)
+    # row 0 is the invalid outer ring -> fill
+    assert centre[0, 2].item() == pytest.approx(-1.0)
+    # d = (i=2, j=0) (channel 22): q = p - (2, 0) outside the image for x < 2 -> 0
+    assert v[0, 22, 2, 0].item() == 0.0 and v[0, 22, 2, 1].item() == 0.0
+    # at p = (x=3, y=2): q = (1, 2), target = trunc(1 + 1) + 2 = 4 -> G(4, 2) = 24
+    assert v[0, 22, 2, 3].item() == pytest.approx(24.0)
+    # with a uniform flow every channel that is valid equals the centre channel
+    valid = (v[0] != 0) & (v[0] != -1)
+    same = (v[0] - centre[None]).abs() < 1e-6
+    assert bool((same | ~valid).all())
+
+
+def test_pixel_volume_matches_literal_rules_random_flow():
+    g_gen = torch.Generator().manual_seed(0)
+    h, w = 9, 11
+    g = torch.rand(h, w, generator=g_gen, dtype=torch.float64)
+    fill = torch.rand(h, w, generator=g_gen, dtype=torch.float64)
+    flow = (torch.rand(1, 2, h, w, generator=g_gen, dtype=torch.float64) - 0.5) * 6  # includes negatives -> trunc != floor
+    v = pixel_volume(_gray_rgb(g), flow, _gray_rgb(fill))
+    ref = _pv_reference(g.numpy(), flow[0].numpy(), fill.numpy())
+    np.testing.assert_allclose(v[0].numpy(), ref, atol=1e-12)
+
+
+def test_pixel_volume_zero_flow_is_previous_frame():
+    g = torch.rand(8, 8, dtype=torch.float64)
+    v = pixel_volume(_gray_rgb(g), torch.zeros(1, 2, 8, 8, dtype=torch.float64), _gray_rgb(torch.zeros(8, 8)))
+    inner = v[0, :, 3:5, 3:5]  # far from the border every candidate is G(p)
+    assert torch.allclose(inner, g[3:5, 3:5].expand_as(inner))
+
+
+# --------------------------------------------------------------------------- correlation and nets
+
+
+def _corr_naive(f1, f2, d, s):
+    b, c, h, w = f1.shape
+    ho, wo = -(-h // s), -(-w // s)
+    out = torch.zeros(b, (2 * d + 1) ** 2, ho, wo, dtype=f1.dtype)
+    for y in range(ho):
+        for x in range(wo):
+            for dy in range(-d, d + 1):
+                for dx in range(-d, d + 1):
+                    y2, x2 = y * s + dy * s, x * s + dx * s
+                    if 0 <= y2 < h and 0 <= x2 < w:
+                        out[:, (dy + d) * (2 * d + 1) + dx + d, y, x] = (f1[:, :, y * s, x * s] * f2[:, :, y2, x2]).mean(1)
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_correlation_matches_naive_loop(stride):
+    g = torch.Generator().manual_seed(1)
+    f1 = torch.randn(2, 5, 7, 9, generator=g, dtype=torch.float64)
+    f2 = torch.randn(2, 5, 7, 9, generator=g, dtype=torch.float64)
+    out = correlation(f1, f2, 3, stride)
+    ref = _corr_naive(f1, f2, 3, stride)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref)
+
+
+def test_backwarp_integer_shift():
+    x = torch.arange(30.0).view(1, 1, 5, 6)
+    flow = torch.zeros(1, 2, 5, 6)
+    flow[:, 0] = 1.0  # out(p) = x(p + (1, 0))
+    out = backwarp(x, flow)
+    torch.testing.assert_close(out[..., :-1], x[..., 1:])
+    assert out[..., -1].abs().max() == 0  # zero padding
+
+
+def test_parameter_counts_match_the_paper():
+    assert sum(p.numel() for p in LiteFlowNet().parameters()) == 5_381_969
+    assert sum(p.numel() for p in PVDNet(**PVDNET_PRESETS["normal"]).parameters()) == 5_132_579
+    assert sum(p.numel() for p in PVDNet(**PVDNET_PRESETS["large"]).parameters()) == 17_979_811
+
+
+def test_liteflownet_estimate_shape_and_zero_padding():
+    torch.manual_seed(0)
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"]).eval()
+    a = torch.rand(1, 3, 40, 70)
+    with torch.no_grad():
+        f = net.estimate(a, a)
+    assert f.shape == (1, 2, 40, 70)
+    assert f[..., 32:, :].abs().max() == 0 and f[..., 64:].abs().max() == 0
+    assert f[..., :32, :64].abs().max() > 0
+
+
+def test_pvdnet_zero_residual_is_identity_and_checkpoint_roundtrip(tmp_path):
+    from vidrestore.checkpoint import from_pretrained, save_pretrained
+
+    torch.manual_seed(0)
+    net = PVDNetDeblur("small", TINY_PVD).eval()
+    torch.nn.init.zeros_(net.pvdnet.end.weight)
+    clip = torch.rand(1, 3, 3, 32, 36)
+    with torch.no_grad():
+        out = deblur_video(net, clip)
+    torch.testing.assert_close(out, clip, atol=1e-6, rtol=0)
+    torch.nn.init.normal_(net.pvdnet.end.weight, std=0.1)
+    save_pretrained(net, tmp_path / "w")
+    back = from_pretrained(tmp_path / "w")
+    with torch.no_grad():
+        torch.testing.assert_close(deblur_video(back, clip), deblur_video(net, clip))
+
+
+# --------------------------------------------------------------------------- recurrent inference
+
+
+def test_recurrent_inference_streams_and_uses_previous_output():
+    torch.manual_seed(0)
+    net = PVDNetDeblur("small", TINY_PVD).eval()
+    torch.nn.init.normal_(net.pvdnet.end.weight, std=0.05)
+    clip = torch.rand(1, 3, 5, 34, 38)  # not a multiple of 4: the border is copied from the input
+    with torch.no_grad():
+        whole = deblur_video(net, clip)
+        streamed = torch.stack(list(deblur_frames(net, iter([clip[:, :, t] for t in range(5)]))), 2)
+        zero = deblur_video(net, clip, zero_flow=True)
+        # Manual recurrence: frame 0 uses itself as previous frame and previous output.
+        f = [clip[:, :, t, :32, :36] for t in range(5)]
+        o0 = net.step(f[0], f[0], f[1], f[0])
+        o1 = net.step(f[0], f[1], f[2], o0)
+    assert whole.shape == clip.shape
+    torch.testing.assert_close(streamed, whole)
+    torch.testing.assert_close(whole[:, :, 0, :32, :36], o0.clamp(0, 1))
+    torch.testing.assert_close(whole[:, :, 1, :32, :36], o1.clamp(0, 1))
+    torch.testing.assert_close(whole[..., 32:, :], clip[..., 32:, :])
+    assert (zero - whole).abs().max() > 0  # the flow matters
+    assert whole.min() >= 0 and whole.max() <= 1
+
+
+# --------------------------------------------------------------------------- synthetic blur
+
+
+def test_synthetic_clip_is_seeded_blurred_and_flow_is_exact():
+    photo = _photo()
+    cfg = BlurSynthConfig(max_speed=6.0)
+    a = render_clip(photo, 4, (48, 56), np.random.default_rng([3, 1]), cfg)
+    b = render_clip(photo, 4, (48, 56), np.random.default_rng([3, 1]), cfg)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    s, f = a["sharp"][None], a["flow"][None]
+    assert f[:, :, 0].abs().max() == 0
+    for t in range(1, 4):
+        warped = backwarp(s[:, :, t - 1], f[:, :, t])
+        err = (warped - s[:, :, t])[..., 6:-6, 6:-6].abs().mean()
+        base = (s[:, :, t - 1] - s[:, :, t])[..., 6:-6, 6:-6].abs().mean()
+        assert err < 0.25 * base
+    # blur removes high frequencies
+    def grad(x):
+        return (x[..., 1:] - x[..., :-1]).abs().mean()
+
+    assert grad(a["blurry"]) < grad(a["sharp"])
+
+
+def test_synthetic_dataset_holdout_split(tmp_path):
+    from PIL import Image
+
+    arr = (np.random.default_rng(0).random((80, 90, 3)) * 255).astype(np.uint8)
+    for name in ("astronaut.png", "train1.png", "train2.png"):
+        Image.fromarray(arr).save(tmp_path / name)
+    train = SyntheticBlurClips.from_folders([tmp_path], split="train", size=32, num_frames=3)
+    hold = SyntheticBlurClips.from_folders([tmp_path], split="holdout", size=32, num_frames=3)
+    assert sorted(p.name for p in train.files) == ["train1.png", "train2.png"]
+    assert [p.name for p in hold.files] == ["astronaut.png"]
+    b = train.batch(2, 2)
+    assert b["blurry"].shape == (2, 3, 3, 32, 32) and b["flow"].shape == (2, 2, 3, 32, 32)
+    assert torch.equal(train.batch(2, 2)["blurry"], b["blurry"])
+
+
+# --------------------------------------------------------------------------- training steps
+
+
+class _FixedData:
+    def __init__(self, clips):
+        self.clips = clips
+
+    def batch(self, index, batch_size):
+        return self.clips
+
+
+def _tiny_clips(frames, size=32, n=2):
+    photo = _photo()
+    cfg = BlurSynthConfig(max_speed=4.0, max_shake=1.0)
+    clips = [render_clip(photo, frames, (size, size), np.random.default_rng([7, k]), cfg) for k in range(n)]
+    return {k: torch.stack([c[k] for c in clips]) for k in clips[0]}
+
+
+def test_bimnet_training_steps_reduce_loss():
+    from vidrestore.train.pvdnet import bim_loss
+
+    torch.manual_seed(0)
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
+    b = _tiny_clips(2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    first, _ = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], 0.01)
+    for _ in range(3):
+        loss, parts = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], 0.01)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    last, _ = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], 0.01)
+    assert float(last.detach()) < float(first.detach())
+
+
+def test_pvdnet_training_step_reduces_loss():
+    from vidrestore.train.pvdnet import pvdnet_clip_steps
+
+    torch.manual_seed(0)
+    model = PVDNetDeblur("small", TINY_PVD)
+    model.bimnet.requires_grad_(False)
+    b = _tiny_clips(4)
+    opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=1e-3)
+    with torch.no_grad():
+        before = pvdnet_clip_steps(model, b["blurry"], b["sharp"], None)
+    for _ in range(3):
+        pvdnet_clip_steps(model, b["blurry"], b["sharp"], opt)
+    with torch.no_grad():
+        after = pvdnet_clip_steps(model, b["blurry"], b["sharp"], None)
+    assert len(before) == 2
+    assert np.mean(after) < np.mean(before)
+
+
+def test_train_pvdnet_resume_matches_uninterrupted(tmp_path):
+    from vidrestore.checkpoint import save_pretrained
+    from vidrestore.train.pvdnet import train_pvdnet
+
+    torch.manual_seed(0)
+    save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
+    data = _FixedData(_tiny_clips(4))
+    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=2, log_every=2)
+    full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
+    train_pvdnet(None, tmp_path / "b", steps=2, **kw)
+    resumed = train_pvdnet(None, tmp_path / "b", steps=4, resume=True, **kw)
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)
+    assert (tmp_path / "b" / "pvdnet" / "model.safetensors").is_file()
+
+
+def test_cosine_restarts_schedule():
+    from vidrestore.train.pvdnet import cosine_restarts_lr
+
+    total = 600
+    assert cosine_restarts_lr(0, total, 1.0, 0.0) == pytest.approx(1.0)
+    assert cosine_restarts_lr(49.999, total, 1.0, 0.0) < 1e-6
+    assert cosine_restarts_lr(50, total, 1.0, 0.0) == pytest.approx(1.0)  # restart
+    assert cosine_restarts_lr(100, total, 1.0, 0.0) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- aligned evaluation
+
+
+def test_dft_registration_integer_and_subpixel():
+    from vidrestore.metrics.aligned import dft_registration, shift_image
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 64, 72, generator=g, dtype=torch.float64)
+    z = torch.roll(x, (-3, 2), (1, 2))  # z(p) = x(p + (3, -2))
+    dy, dx = dft_registration(x[0].numpy(), z[0].numpy())
+    assert (dy, dx) == (3.0, -2.0)
+    torch.testing.assert_close(shift_image(z, dy, dx)[:, 3:, :-2], x[:, 3:, :-2])
+    # Periodic sub-pixel shift via the Fourier shift theorem: zs(p) = x(p - (1.5, -0.5)).
+    ky = np.fft.fftfreq(64)[:, None]
+    kx = np.fft.fftfreq(72)[None]
+    zs = np.real(np.fft.ifft2(np.fft.fft2(x[0].numpy()) * np.exp(-2j * np.pi * (ky * 1.5 + kx * -0.5))))
+    sy, sx = dft_registration(x[0].numpy(), zs, upsample=10)
+    assert (sy, sx) == (pytest.approx(-1.5), pytest.approx(0.5))
+
+
+def test_aligned_metrics_gain_and_identity():
+    from vidrestore.metrics.aligned import aligned_frame_metrics, aligned_video_metrics
+
+    x = _photo(96, 96)
+    m = aligned_frame_metrics(0.8 * x, x)
+    assert m["gain"] == pytest.approx(1.25, rel=1e-9)
+    assert m["shift"] == (0.0, 0.0) and m["psnr"] > 100 and m["ssim"] == pytest.approx(1.0)
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    v = aligned_video_metrics(torch.stack([x, noisy, noisy], 1)[None], torch.stack([x, x, x], 1)[None])
+    assert v["frames_scored"] == 2  # the first frame is skipped
+    assert 20 < v["psnr"] < 35

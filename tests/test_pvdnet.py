@@ -349,3 +349,68 @@ def test_aligned_metrics_gain_and_identity():
     v = aligned_video_metrics(torch.stack([x, noisy, noisy], 1)[None], torch.stack([x, x, x], 1)[None])
     assert v["frames_scored"] == 2  # the first frame is skipped
     assert 20 < v["psnr"] < 35
+
+
+# --------------------------------------------------------------------------- CLI and data readers
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from vidrestore.cli.main import cli
+
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def test_cli_restore_pvdnet_and_eval_align(tmp_path):
+    from vidrestore.checkpoint import save_pretrained
+    from vidrestore.io import read_video, write_video
+
+    torch.manual_seed(0)
+    net = PVDNetDeblur("small", TINY_PVD)
+    torch.nn.init.zeros_(net.pvdnet.end.weight)  # identity model: output == input
+    save_pretrained(net, tmp_path / "w", card={"flow": "zero"})
+    b = _tiny_clips(4, size=64, n=1)
+    write_video(tmp_path / "blurry.npz", b["blurry"], 24.0)
+    write_video(tmp_path / "sharp.npz", b["sharp"], 24.0)
+    code, out = _cli("restore", str(tmp_path / "blurry.npz"), "-o", str(tmp_path / "out.npz"), "--method", "pvdnet", "--weights", str(tmp_path / "w"), "-q")
+    assert code == 0, out
+    assert "pvdnet" in out and "flow zero" in out
+    x, _ = read_video(tmp_path / "out.npz")
+    torch.testing.assert_close(x, b["blurry"], atol=1e-5, rtol=0)
+    code, out = _cli("eval", str(tmp_path / "out.npz"), str(tmp_path / "sharp.npz"), "--align", "--json", str(tmp_path / "m.json"))
+    assert code == 0 and "PSNR(Y,aligned)" in out
+    import json
+
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["frames_scored"] == 3 and 15 < m["psnr"] < 60
+    code, out = _cli("restore", str(tmp_path / "blurry.npz"), "-o", str(tmp_path / "o2.npz"), "--method", "pvdnet", "--weights", str(tmp_path / "missing"))
+    assert code == 2 and not (tmp_path / "o2.npz").exists()
+
+
+@pytest.mark.parametrize("layout,dirs", [("dvd", ("test_DVD", "input", "GT")), ("nah", ("test_nah", "blur_gamma", "sharp"))])
+def test_deblur_dataset_layouts(tmp_path, layout, dirs):
+    from PIL import Image
+
+    from vidrestore.data.video_deblur import list_deblur_videos, read_deblur_clip
+    from vidrestore.errors import UserError
+
+    rng = np.random.default_rng(0)
+    frames = {}
+    for sub in dirs[1:]:
+        d = tmp_path / dirs[0] / "IMG_0030" / sub
+        d.mkdir(parents=True)
+        frames[sub] = []
+        for i in (1, 2, 10):  # natural order: 2 before 10
+            arr = (rng.random((8, 10, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(d / f"{i}.png")
+            frames[sub].append(arr)
+    vids = list_deblur_videos(tmp_path, layout, "test")
+    assert [v.name for v in vids] == ["IMG_0030"] and len(vids[0]) == 3
+    blurry, sharp = read_deblur_clip(vids[0], start=1, frames=2)
+    assert blurry.shape == (1, 3, 2, 8, 10)
+    np.testing.assert_allclose(blurry[0, :, 1].permute(1, 2, 0).numpy() * 255, frames[dirs[1]][2], atol=1e-3)
+    np.testing.assert_allclose(sharp[0, :, 0].permute(1, 2, 0).numpy() * 255, frames[dirs[2]][1], atol=1e-3)
+    with pytest.raises(UserError):
+        list_deblur_videos(tmp_path, layout, "train")

@@ -51,7 +51,7 @@ from ..nets import LITEFLOWNET_PRESETS, PVDNET_PRESETS, LiteFlowNet, PVDNetDeblu
 from ..nets.liteflownet import backwarp
 from ..nets.pvdnet import pixel_volume
 
-__all__ = ["bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "train_bimnet", "train_pvdnet"]
+__all__ = ["bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "train_bimnet", "train_pvdnet", "export_pvdnet"]
 
 PAIRINGS = ("bb", "bs", "sb", "ss")
 #: Relative lengths of the paper's cosine-annealing cycles (50k, 100k, 150k, 150k, 150k of 600k).
@@ -478,3 +478,28 @@ def train_pvdnet(
             last_ckpt = step
     bar.close()
     return model
+
+
+def export_pvdnet(pvdnet_dir: str | os.PathLike, out_dir: str | os.PathLike, *, bimnet_dir: str | os.PathLike | None = None, flow: str = "bimnet", readme: str | None = None) -> Path:
+    """Assemble a shippable PVDNet weight folder (float16).
+
+    Takes the PVDNet of ``pvdnet_dir`` (a ``train_pvdnet`` export), optionally replaces its
+    BIMNet by the one in ``bimnet_dir``, records the default inference ``flow`` in
+    ``config.json`` and writes ``readme`` as the model card.
+    """
+    model = from_pretrained(pvdnet_dir)
+    if not isinstance(model, PVDNetDeblur):
+        raise UserError(f"{pvdnet_dir} is not a PVDNet weight folder")
+    extra = {k: v for k, v in getattr(model, "pretrained_config", {}).items() if k not in ("class", "format_version", "kwargs")}
+    if bimnet_dir is not None:
+        bim = from_pretrained(bimnet_dir)
+        if not isinstance(bim, LiteFlowNet) or bim.config != model.bimnet.config:
+            raise UserError(f"{bimnet_dir} is not a BIMNet with the config of {pvdnet_dir}")
+        model.bimnet.load_state_dict(bim.state_dict())
+        extra["bimnet_trained_steps"] = getattr(bim, "pretrained_config", {}).get("trained_steps")
+    extra["flow"] = flow
+    out = Path(out_dir)
+    save_pretrained(model, out, dtype=torch.float16, card=extra)
+    if readme is not None:
+        (out / "README.md").write_text(readme)
+    return out

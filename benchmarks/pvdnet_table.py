@@ -85,11 +85,24 @@ def wiener_video(video: torch.Tensor) -> torch.Tensor:
 
 def synthetic_set(photos, clips, frames, size, seed):
     ds = SyntheticBlurClips.from_folders(photos, split="holdout", size=size, num_frames=frames, seed=seed)
-    items = []
+    items, flows = [], []
     for k in range(clips):
         c = ds.clip(k)
         items.append((f"syn{k:02d}", c["blurry"][None], c["sharp"][None]))
-    return items, [p.name for p in ds.files]
+        flows.append(c["flow"][None])
+    return items, [p.name for p in ds.files], flows
+
+
+def flow_epe(net, items, flows):
+    """Mean end-point error (pixels) of the flows t -> t-1 estimated on the blurry frames."""
+    err = {"zero flow": [], "BIMNet (shipped)": [], "DIS (OpenCV)": []}
+    with torch.no_grad():
+        for (_, blurry, _), gt in zip(items, flows):
+            for t in range(1, blurry.shape[2]):
+                cur, prev, g = blurry[:, :, t], blurry[:, :, t - 1], gt[:, :, t]
+                for name, f in (("zero flow", torch.zeros_like(g)), ("BIMNet (shipped)", net.flow(cur, prev)), ("DIS (OpenCV)", dis_flow(cur, prev))):
+                    err[name].append(float((f - g).square().sum(1).sqrt().mean()))
+    return {k: float(np.mean(v)) for k, v in err.items()}
 
 
 def averaged_real(name: str, path: Path, windows: int, crop: tuple[int, int], avg: int = 3):
@@ -147,7 +160,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     sets = {}
-    syn, files = synthetic_set(args.photos, args.clips, args.frames, tuple(args.size), args.seed)
+    syn, files, syn_flows = synthetic_set(args.photos, args.clips, args.frames, tuple(args.size), args.seed)
+    epe = flow_epe(net, syn, syn_flows)
+    print("flow EPE", epe, flush=True)
     sets["synthetic (held-out photos)"] = syn
     real_items = []
     for r in args.real or ["bikes"]:
@@ -198,6 +213,8 @@ def main():
     ]
     for r in rows:
         lines.append(f"| {r['set']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['frames']} | {r['sec_per_frame_640x360']:.3f} |")
+    lines += ["", "Flow accuracy on the blurry synthetic held-out frames (end-point error vs the exact flow, pixels):", "",
+              "| flow | EPE (px) |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in epe.items()]
     lines += ["", f"Command: `PYTHONPATH=src python benchmarks/pvdnet_table.py {' '.join('--photos ' + p for p in args.photos)}"
               f" --clips {args.clips} --frames {args.frames} --size {args.size[0]} {args.size[1]}`", ""]
     (out / "pvdnet_table.md").write_text("\n".join(lines))

@@ -126,16 +126,20 @@ def ops():
 @click.option("--clip", default="bikes", help="Bundled clip: bikes, carphone, bigbuckbunny, city.")
 @click.option("--op", default=None, help="Operator spec (default: 7-frame averaging + x4 SR).")
 @click.option("--frames", type=click.IntRange(min=1), default=16)
-@click.option("--crop", default=None, help="Centre crop HxW (default: full frame).")
+@click.option("--resize", default="136x320", show_default=True, help="Resize frames to HxW first ('none' keeps the clip's size).")
+@click.option("--crop", default=None, help="Centre crop HxW after resizing (default: none).")
+@click.option("--methods", default="cg,svi", show_default=True, help="Comma-separated restoration methods to compare.")
 @click.option("--sigma-y", type=float, default=0.0)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir, clip, op, frames, crop, sigma_y, seed, device, quiet):
+def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, quiet):
     """Degrade a bundled real clip, restore it and report PSNR/SSIM/warping error."""
     from ..workflows.demo import DEMO_OP, run_demo
 
-    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, crop=_size(crop, "--crop"), sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
+    resize_hw = None if str(resize).lower() == "none" else _size(resize, "--resize")
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
 
 
 @cli.command(name="sample-prior")

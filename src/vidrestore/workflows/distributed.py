@@ -94,6 +94,11 @@ class _RayWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def cpu_time(self) -> float:
+        import time
+
+        return time.process_time()
+
 
 class RayPool:
     """A pool of Ray actors for :func:`~vidrestore.workflows.scale.run_videos` (context manager).
@@ -182,6 +187,10 @@ class RayPool:
     def pids(self) -> list[int]:
         """Process ids of the actors (diagnostics and tests)."""
         return self._ray.get([a.pid.remote() for a in self._actors])
+
+    def cpu_times(self) -> list[float]:
+        """CPU seconds used so far by each actor process (diagnostics and benchmarks)."""
+        return self._ray.get([a.cpu_time.remote() for a in self._actors])
 
     # -- pool protocol of run_videos
     def put(self, job: VideoJob):

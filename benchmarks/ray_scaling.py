@@ -21,8 +21,8 @@ during the solve) and ``cores_used = solve_cpu_s / solve_s`` (how many cores the
 actually got: on a busy shared machine 2 workers cannot get 2 cores), speed-up of ``total``
 over ``local-1t``, and whether the output is bit-identical to ``local-1t`` (it must be for
 every 1-thread configuration). The 1-min load average before each run is recorded: the
-machine is shared, so timings are noisy. Everything runs at niceness 19 (Ray starts its
-workers at the driver's niceness + 15, so the driver lowers its own priority to match).
+machine is shared, so timings are noisy. Local runs and Ray workers run at the same
+niceness (``RAY_worker_niceness=0``; Ray's default would start its workers 15 levels lower).
 
 On a GPU cluster the same code runs one actor per GPU (``--device cuda``: each actor reserves
 one GPU); windows are independent, so the solve time scales with the number of actors until
@@ -90,9 +90,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args()
-    # Same priority for every configuration: Ray runs its workers at the driver's niceness + 15
-    # (capped at 19), so the driver and its local runs go to 19 too (also polite on shared hosts).
-    os.nice(19 - os.nice(0))
+    # Same priority for every configuration: Ray starts its workers at the driver's niceness + 15
+    # unless RAY_worker_niceness says otherwise; 0 keeps them at the driver's (run under nice).
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
     x, _ = read_video(sample_path("bikes"), frames=a.frames, resize=(a.size, a.size * 640 // 272), crop=(a.size, a.size))
     op = parse(a.op, num_frames=a.frames)
@@ -146,7 +146,7 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    cmd = (f"python benchmarks/ray_scaling.py --frames {a.frames} --size {a.size} --op {a.op} --method {a.method} --steps {a.steps} "
+    cmd = (f"nice -n 5 python benchmarks/ray_scaling.py --frames {a.frames} --size {a.size} --op {a.op} --method {a.method} --steps {a.steps} "
            f"--cg-steps {a.cg_steps} --window {a.window} --overlap {a.overlap} --configs {a.configs} --repeats {a.repeats}")
     lines = [
         "# Ray scaling: one clip, local vs Ray actors",

@@ -150,3 +150,11 @@ def test_cli_batch(tmp_path):
     assert res.exit_code == 2 and "must differ" in res.output
     res = CliRunner().invoke(cli, ["restore", str(in_dir / "v0.npz"), "-o", str(tmp_path / "x.npz"), "--workers", "2"])
     assert res.exit_code == 2 and "--backend ray" in res.output
+
+
+def test_cli_help_lists_backend_options():
+    for sub in ("restore", "batch"):
+        res = CliRunner().invoke(cli, [sub, "--help"])
+        assert res.exit_code == 0
+        for flag in ("--backend", "--address", "--workers", "--threads", "--retries"):
+            assert flag in res.output

@@ -9,11 +9,13 @@ from __future__ import annotations
 from torch import nn
 
 from .adm_unet import ADM_PRESETS, ADMUNet, adm_from_flags
+from .lgcvd import LGCVD_PRESETS, LGCVDUNet, local_condition
 
-__all__ = ["NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags"]
+__all__ = ["NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags", "LGCVDUNet", "LGCVD_PRESETS", "local_condition"]
 
 NETS: dict[str, type[nn.Module]] = {
     "adm_unet": ADMUNet,
+    "lgcvd_unet": LGCVDUNet,
 }
 
 

@@ -256,3 +256,15 @@ def test_hdf5_and_frame_folder_readers(tmp_path):
     fds = open_video_dataset(tmp_path / "ff")
     assert isinstance(fds, FrameFolderVideos) and fds.length(0) == 5
     np.testing.assert_allclose(fds.clip(0, 1, 3).permute(1, 2, 3, 0).numpy(), vids[0][1:4] / 255.0, atol=1e-6)
+
+
+def test_frechet_distance_closed_form():
+    from vidrestore.metrics.fvd import frechet_distance, gaussian_stats
+
+    # diagonal Gaussians: |mu|^2 + sum (sqrt(a) - sqrt(b))^2
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    d = frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b))
+    assert abs(d - (3 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum())) < 1e-9
+    f = np.random.default_rng(0).normal(size=(50, 4))
+    mu, s = gaussian_stats(f)
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-8

@@ -268,3 +268,23 @@ def test_frechet_distance_closed_form():
     f = np.random.default_rng(0).normal(size=(50, 4))
     mu, s = gaussian_stats(f)
     assert abs(frechet_distance(mu, s, mu, s)) < 1e-8
+
+
+def test_train_resume_matches_uninterrupted_run_and_export(tmp_path):
+    from safetensors.torch import load_file
+
+    from vidrestore.train.lgcvd import TrainConfig, export_weights, train_lgcvd
+
+    small = {k: v for k, v in TINY.items() if k not in ("channels", "frames", "image_size")}
+    cfg = lambda steps: TrainConfig(net_overrides=dict(small, image_size=16), size=16, digit_size=8, steps=steps,  # noqa: E731
+                                    batch=2, ckpt_every=1, log_every=1, ema_start=1, ema_every=1)
+    train_lgcvd(tmp_path / "a", cfg(2), log=lambda m: None)
+    train_lgcvd(tmp_path / "b", cfg(1), log=lambda m: None)
+    train_lgcvd(tmp_path / "b", cfg(2), resume=True, log=lambda m: None)
+    for name in ("model", "ema"):
+        a = load_file(str(tmp_path / "a" / "checkpoint" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "b" / "checkpoint" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
+    net = from_pretrained(export_weights(tmp_path / "a", tmp_path / "w", card="# card\n"))
+    assert isinstance(net, LGCVDUNet) and net.pretrained_config["prediction"] == "v" and net.pretrained_config["steps"] == 2

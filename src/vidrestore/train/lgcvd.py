@@ -324,3 +324,28 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
             state = {"step": done, "ema_updates": ema.num_updates, "seconds": seconds + time.time() - t0}
             _save(out, net, ema, opt, state, {**card, "steps": done})
     return out / "model"
+
+
+def export_weights(run_dir: str | os.PathLike, dest: str | os.PathLike, *, which: str = "ema",
+                   dtype: torch.dtype | None = torch.float16, card: str | None = None) -> Path:
+    """Write a run's checkpoint (``which`` = ``"ema"`` or ``"model"``) as a weight folder ``dest``.
+
+    The config fields of the run's exported ``model/config.json`` (prediction, schedule, steps)
+    are kept; ``card`` (markdown) becomes ``README.md``.
+    """
+    from safetensors.torch import load_file
+
+    from ..checkpoint import load_config
+
+    run = Path(run_dir)
+    cfg = load_config(run / "model")
+    net = LGCVDUNet(**cfg["kwargs"])
+    net.load_state_dict(load_file(str(run / "checkpoint" / f"{which}.safetensors")))
+    extra = {k: v for k, v in cfg.items() if k not in ("class", "format_version", "kwargs")}
+    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    extra.update(steps=state["step"], weights=which)
+    dest = Path(dest)
+    save_pretrained(net, dest, dtype=dtype, card=extra)
+    if card is not None:
+        (dest / "README.md").write_text(card)
+    return dest

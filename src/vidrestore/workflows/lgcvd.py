@@ -324,6 +324,8 @@ def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int
     from .progress import progress
 
     net = load_lgcvd(weights)
+    if not 2 <= factor <= net.frames - 1:
+        raise UserError(f"--factor must be in [2, {net.frames - 1}] for a {net.frames}-frame model, got {factor}")
     x, fps = read_video(src, max_frames=max_frames)
     g = torch.Generator().manual_seed(seed)
     with progress(max(0, x.shape[2] - 1), "interpolate", quiet) as cb:

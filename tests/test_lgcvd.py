@@ -288,3 +288,17 @@ def test_train_resume_matches_uninterrupted_run_and_export(tmp_path):
     assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
     net = from_pretrained(export_weights(tmp_path / "a", tmp_path / "w", card="# card\n"))
     assert isinstance(net, LGCVDUNet) and net.pretrained_config["prediction"] == "v" and net.pretrained_config["steps"] == 2
+
+
+def test_bundled_digits_model_loads_and_predicts():
+    from vidrestore.workflows.lgcvd import load_lgcvd
+
+    net = load_lgcvd()
+    cfg = net.pretrained_config
+    assert cfg["prediction"] == "v" and cfg["schedule"] == "cosine" and cfg["steps"] == 3000
+    assert sum(p.numel() for p in net.parameters()) == 1_394_312 and net.global_context
+    past = moving_digits(1, frames=2, split="test")
+    y = predict_video(net, past, 6, steps=2, generator=torch.Generator().manual_seed(0))
+    assert y.shape == (1, 3, 8, 32, 32)
+    torch.testing.assert_close(y[:, :, :2], past)
+    assert float(y[:, :, 2:].mean()) < 0.5  # mostly black frames, like the data

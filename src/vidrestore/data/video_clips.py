@@ -2,8 +2,8 @@
 
 Two layouts are supported; both yield clips ``(C, T, H, W)`` float32 in ``[0, 1]``:
 
-* **MCVD / LGC-VD HDF5 shards** (Cityscapes 128x128, BAIR 64x64, KTH as converted by the MCVD
-  scripts, which LGC-VD reads unchanged): a folder ``<root>/<split>/`` of ``shard_*.hdf5`` files;
+* **MCVD / LGC-VD HDF5 shards** (Cityscapes 128x128 and BAIR 64x64 as converted by the LGC-VD /
+  MCVD scripts; MCVD's KTH conversion is assumed to use the same layout, UNVERIFIED): a folder ``<root>/<split>/`` of ``shard_*.hdf5`` files;
   in each shard ``f["len"][str(i)]`` is the frame count of video ``i`` and ``f[str(i)][str(t)]``
   its frame ``t`` as a ``(H, W, 3)`` uint8 array. Needs ``h5py`` (``pip install h5py``).
 * **Frame folders**: ``<root>/<video>/<frames>.png|jpg`` (one sub-folder per video, natural

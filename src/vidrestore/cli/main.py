@@ -229,6 +229,60 @@ def sample_prior_cmd(prior, preset, num, out, size, steps, eta, seed, device):
     click.echo(f"wrote {out}")
 
 
+@cli.command()
+@click.argument("src")
+@click.option("-o", "--output", "out", required=True, help="Output video: the context frames followed by the prediction.")
+@click.option("--context", type=click.IntRange(1, 2), default=2, help="Number of conditioning frames read from SRC.")
+@click.option("--start", type=click.IntRange(min=0), default=0, help="First context frame in SRC.")
+@click.option("--frames", type=click.IntRange(min=1), default=14, help="Number of frames to predict.")
+@click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model).")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
+@click.option("--seed", type=int, default=0)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def predict(src, out, context, start, frames, weights, steps, eta, seed, quiet):
+    """LGC-VD: autoregressive video prediction from the first frames of SRC."""
+    from ..workflows.lgcvd import predict_file
+
+    info = predict_file(src, out, weights=weights, context=context, frames=frames, start=start, steps=steps, eta=eta, seed=seed, quiet=quiet)
+    click.echo(f"wrote {info['output']} {info['shape']}")
+
+
+@cli.command()
+@click.argument("src")
+@click.option("-o", "--output", "out", required=True, help="Output video with factor-1 new frames in every gap.")
+@click.option("--factor", type=click.IntRange(min=2), default=7, help="Temporal up-sampling factor (2..7 for 8-frame clips).")
+@click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most this many input frames.")
+@click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model).")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
+@click.option("--seed", type=int, default=0)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def interpolate(src, out, factor, max_frames, weights, steps, eta, seed, quiet):
+    """LGC-VD: fill missing frames between the frames of SRC."""
+    from ..workflows.lgcvd import interpolate_file
+
+    info = interpolate_file(src, out, weights=weights, factor=factor, max_frames=max_frames, steps=steps, eta=eta, seed=seed, quiet=quiet)
+    click.echo(f"wrote {info['output']} {info['shape']}")
+
+
+@cli.command()
+@click.option("-o", "--output", "out", required=True, help="Output video.")
+@click.option("--frames", type=click.IntRange(min=1), default=16, help="Number of frames.")
+@click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model).")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=8.0)
+@click.option("--seed", type=int, default=0)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def generate(out, frames, weights, steps, eta, fps, seed, quiet):
+    """LGC-VD: unconditional video generation."""
+    from ..workflows.lgcvd import generate_file
+
+    info = generate_file(out, weights=weights, frames=frames, seed=seed, steps=steps, eta=eta, fps=fps, quiet=quiet)
+    click.echo(f"wrote {info['output']} {info['shape']}")
+
+
 @cli.group()
 def train():
     """Train the networks that vidrestore ships."""
@@ -295,6 +349,29 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
     from ..train.pvdnet import train_pvdnet
 
     train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+
+
+@train.command(name="lgcvd")
+@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, model/ (exported EMA weights), log.jsonl.")
+@click.option("--preset", default="digits-small", help="Network preset (digits-small, bair64, cityscapes128).")
+@click.option("--data", default="moving-digits", help="moving-digits (offline) or a folder: MCVD HDF5 shards (ROOT/train/shard_*.hdf5) or one sub-folder of frames per video.")
+@click.option("--size", type=click.IntRange(min=8), default=32, help="Moving-digits frame size (other data: the stored size is used).")
+@click.option("--steps", type=click.IntRange(min=1), default=4000, help="Iterations (two optimiser updates each).")
+@click.option("--batch", type=click.IntRange(min=1), default=8)
+@click.option("--lr", type=float, default=2e-4)
+@click.option("--one-stage", is_flag=True, help="Ablation: no global context, stage 2 on ground-truth conditions.")
+@click.option("--ema-start", type=click.IntRange(min=0), default=1000, help="EMA copies the model before this iteration.")
+@click.option("--seed", type=int, default=0)
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, seed, ckpt_every, threads, resume):
+    """Train LGC-VD (two-stage, v-prediction, cosine schedule) on the offline moving-digits data."""
+    from ..train.lgcvd import TrainConfig, train_lgcvd
+
+    cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, seed=seed,
+                      ckpt_every=ckpt_every, net_overrides={"global_context": False} if one_stage else {})
+    train_lgcvd(out_dir, cfg, resume=resume, num_threads=threads, log=click.echo)
 
 
 @cli.command()

@@ -193,6 +193,9 @@ class DiscreteDiffusionDenoiser(DenoiserBase):
             from the clamped ``x0`` (as guided-diffusion's DDIM sampler does).
         chunk_size: Run the network on at most this many frames at a time (memory control);
             ``None`` runs all frames at once.
+        per_frame: ``True`` (default): 5-D videos are folded to frame batches as described
+            above. ``False``: the network is a clip model (e.g. the channel-stacked LGC-VD
+            UNet) and receives ``(B, C, T, H, W)`` and ``t`` ``[B]`` unchanged.
     """
 
     def __init__(
@@ -204,6 +207,7 @@ class DiscreteDiffusionDenoiser(DenoiserBase):
         learned_sigma: bool | None = None,
         clip_x0: bool = False,
         chunk_size: int | None = None,
+        per_frame: bool = True,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -220,6 +224,7 @@ class DiscreteDiffusionDenoiser(DenoiserBase):
         self.learned_sigma = learned_sigma
         self.clip_x0 = clip_x0
         self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.per_frame = bool(per_frame)
 
     def raw_output(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Network output (first ``C`` channels) for images or videos, shape of ``x_t``.
@@ -232,6 +237,8 @@ class DiscreteDiffusionDenoiser(DenoiserBase):
             The ``eps``, ``x0`` or ``v`` prediction (per ``self.prediction``), shape of ``x_t``.
         """
         t = normalize_timesteps(t, x_t.shape[0], device=x_t.device)
+        if x_t.ndim == 5 and not self.per_frame:
+            return self._run_net(x_t, t)
         if x_t.ndim == 5:
             b, _, frames = x_t.shape[:3]
             out = self._run_net(fold_time(x_t), t.repeat_interleave(frames))

@@ -9,12 +9,14 @@ from __future__ import annotations
 from torch import nn
 
 from .adm_unet import ADM_PRESETS, ADMUNet, adm_from_flags
+from .lgcvd import LGCVD_PRESETS, LGCVDUNet, local_condition
 from .liteflownet import LITEFLOWNET_PRESETS, LiteFlowNet
 from .pvdnet import PVDNET_PRESETS, PVDNet, PVDNetDeblur
 
 __all__ = [
     "NETS", "get_net", "ADMUNet", "ADM_PRESETS", "adm_from_flags",
     "LiteFlowNet", "LITEFLOWNET_PRESETS", "PVDNet", "PVDNetDeblur", "PVDNET_PRESETS",
+    "LGCVDUNet", "LGCVD_PRESETS", "local_condition",
 ]
 
 NETS: dict[str, type[nn.Module]] = {
@@ -22,6 +24,7 @@ NETS: dict[str, type[nn.Module]] = {
     "liteflownet": LiteFlowNet,
     "pvdnet": PVDNet,
     "pvdnet_deblur": PVDNetDeblur,
+    "lgcvd_unet": LGCVDUNet,
 }
 
 

@@ -1,0 +1,136 @@
+"""Moving digits: a seeded, offline video dataset for training and testing LGC-VD on a CPU.
+
+Every video is built from the 8x8 handwritten-digit glyphs that ship with scikit-learn
+(``sklearn.datasets.load_digits``: 1,797 images from the UCI "Optical Recognition of
+Handwritten Digits" set, values 0..16; the data files are inside the scikit-learn wheel, nothing
+is downloaded). Recipe of one video (all randomness from ``numpy.random.default_rng([seed,
+split, index])``):
+
+1. Pick ``num_digits`` glyphs from the split's glyph pool (train: glyphs 0..1399, test: glyphs
+   1400..1796, so test videos show handwriting never seen in training). Each glyph is scaled to
+   [0, 1] and resized to ``digit_size`` x ``digit_size`` pixels (bilinear).
+2. Start each digit at a uniform random position inside the ``size`` x ``size`` frame with a
+   velocity of uniform direction and speed ``speed`` (px/frame, uniform in the given range).
+   Positions are real-valued; digits bounce off the borders (reflection) and are drawn at the
+   rounded position.
+3. Composite back to front: digit k is drawn *over* digits < k with its intensity as alpha
+   (``frame = frame * (1 - g) + g``), so crossing digits occlude each other.
+
+Frames are grayscale; :class:`MovingDigits` returns ``(C, T, H, W)`` float32 in ``[0, 1]`` with
+the gray value replicated to ``C`` channels (3 by default, the library convention).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+__all__ = ["SPLITS", "load_glyphs", "render_video", "moving_digits", "MovingDigits"]
+
+#: Glyph index ranges and RNG stream ids of each split.
+SPLITS = {"train": (0, 1400, 0), "test": (1400, 1797, 1)}
+
+
+@lru_cache(maxsize=4)
+def load_glyphs(digit_size: int = 12) -> np.ndarray:
+    """All 1,797 scikit-learn digit glyphs resized to ``digit_size``: float32 ``(1797, s, s)`` in [0, 1]."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise UserError("the moving-digits dataset needs scikit-learn: pip install 'vidrestore[data]'") from None
+    images = load_digits().images.astype(np.float32) / 16.0
+    t = torch.from_numpy(images)[:, None]
+    t = torch.nn.functional.interpolate(t, size=(digit_size, digit_size), mode="bilinear", align_corners=False)
+    return t[:, 0].clamp(0, 1).numpy()
+
+
+def render_video(
+    rng: np.random.Generator,
+    glyphs: np.ndarray,
+    *,
+    frames: int = 16,
+    size: int = 32,
+    num_digits: int = 2,
+    speed: tuple[float, float] = (1.0, 2.5),
+) -> np.ndarray:
+    """Render one video ``(T, H, W)`` float32 in [0, 1] from a glyph pool ``(n, s, s)`` (recipe in the module doc)."""
+    s = glyphs.shape[-1]
+    if size < s + 1:
+        raise UserError(f"frame size {size} must exceed the digit size {s}")
+    span = size - s
+    video = np.zeros((frames, size, size), dtype=np.float32)
+    for _ in range(num_digits):
+        g = glyphs[rng.integers(len(glyphs))]
+        pos = rng.uniform(0, span, size=2)
+        angle = rng.uniform(0, 2 * np.pi)
+        v = rng.uniform(*speed) * np.array([np.cos(angle), np.sin(angle)])
+        for t in range(frames):
+            y, x = (int(round(p)) for p in pos)
+            patch = video[t, y : y + s, x : x + s]
+            patch *= 1.0 - g
+            patch += g
+            pos = pos + v
+            for k in range(2):  # reflect at the borders
+                if pos[k] < 0:
+                    pos[k], v[k] = -pos[k], -v[k]
+                elif pos[k] > span:
+                    pos[k], v[k] = 2 * span - pos[k], -v[k]
+    return video
+
+
+def moving_digits(
+    num: int,
+    *,
+    frames: int = 16,
+    size: int = 32,
+    split: str = "test",
+    seed: int = 0,
+    start: int = 0,
+    channels: int = 3,
+    num_digits: int = 2,
+    digit_size: int = 12,
+    speed: tuple[float, float] = (1.0, 2.5),
+) -> torch.Tensor:
+    """Videos ``start .. start+num-1`` of a split as one tensor ``(num, C, T, H, W)`` in [0, 1].
+
+    Video ``i`` depends only on ``(seed, split, i)`` and the shape arguments.
+    """
+    ds = MovingDigits(start + num, frames=frames, size=size, split=split, seed=seed, channels=channels,
+                      num_digits=num_digits, digit_size=digit_size, speed=speed)
+    return torch.stack([ds[i] for i in range(start, start + num)])
+
+
+class MovingDigits(torch.utils.data.Dataset):
+    """Map-style dataset of ``length`` moving-digit videos ``(C, T, H, W)`` in [0, 1].
+
+    Args:
+        length: Number of videos (video ``i`` is a pure function of ``(seed, split, i)``).
+        frames, size: Video length ``T`` and square frame size.
+        split: ``"train"`` or ``"test"`` (disjoint glyphs and RNG streams).
+        seed: Dataset seed.
+        channels: Output channels (gray value replicated).
+        num_digits, digit_size, speed: See the module docstring.
+    """
+
+    def __init__(self, length: int, *, frames: int = 16, size: int = 32, split: str = "train", seed: int = 0,
+                 channels: int = 3, num_digits: int = 2, digit_size: int = 12, speed: tuple[float, float] = (1.0, 2.5)):
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        self.length, self.frames, self.size, self.split, self.seed = int(length), frames, size, split, int(seed)
+        self.channels, self.num_digits, self.digit_size, self.speed = channels, num_digits, digit_size, tuple(speed)
+        lo, hi, self._stream = SPLITS[split]
+        self._glyphs = load_glyphs(digit_size)[lo:hi]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, self._stream, int(index)])
+        v = render_video(rng, self._glyphs, frames=self.frames, size=self.size, num_digits=self.num_digits, speed=self.speed)
+        return torch.from_numpy(v)[None].expand(self.channels, -1, -1, -1).contiguous()

@@ -1,0 +1,304 @@
+"""LGC-VD: conditioning masks, task mix, architecture, two-stage training step, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidrestore.checkpoint import from_pretrained, save_pretrained
+from vidrestore.data.moving_digits import MovingDigits, moving_digits
+from vidrestore.errors import UserError
+from vidrestore.nets.lgcvd import LGCVD_PRESETS, LGCVDUNet, local_condition
+from vidrestore.train.lgcvd import (
+    lgcvd_alphas_cumprod,
+    sample_tasks,
+    task_positions,
+    two_stage_step,
+    v_loss,
+)
+from vidrestore.workflows.lgcvd import generate_video, interpolate_video, predict_video, sample_clip
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks run fastest on one thread (and do not fight the other jobs for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = dict(channels=1, frames=8, image_size=16, dim=8, dim_mults=[1, 2], num_res_blocks=1, attn_resolutions=[8], head_channels=8)
+
+
+def tiny(global_context: bool = True, seed: int = 0) -> LGCVDUNet:
+    torch.manual_seed(seed)
+    return LGCVDUNet(**TINY, global_context=global_context).eval()
+
+
+# ------------------------------------------------------------------------------------------
+# Local condition (frames + position masks) for each task.
+# ------------------------------------------------------------------------------------------
+
+
+def _clip(b=4, c=1, f=8, h=16, w=16):
+    return torch.rand(b, c, f, h, w, generator=torch.Generator().manual_seed(3))
+
+
+def test_condition_prediction_interpolation_unconditional_random():
+    clip = _clip()
+    pos = torch.tensor([[0, 1], [-1, -1], [0, 7], [-1, 4]])
+    cond = local_condition(clip, pos)
+    assert cond.shape == (4, 4, 16, 16)
+    m = lambda p: 2 * (p + 1) / 9 - 1  # noqa: E731  mask value in model space
+    # prediction: frames 0, 1 with masks 1/9 and 2/9 (pixel) -> 2x - 1
+    torch.testing.assert_close(cond[0, 0], 2 * clip[0, 0, 0] - 1)
+    torch.testing.assert_close(cond[0, 2], 2 * clip[0, 0, 1] - 1)
+    assert torch.allclose(cond[0, 1], torch.full((16, 16), m(0)))
+    assert torch.allclose(cond[0, 3], torch.full((16, 16), m(1)))
+    # unconditional: absent frames and masks are -1 everywhere
+    assert torch.equal(cond[1], torch.full((4, 16, 16), -1.0))
+    # interpolation: first and last frame, mask of position 7 = 8/9
+    torch.testing.assert_close(cond[2, 2], 2 * clip[2, 0, 7] - 1)
+    assert torch.allclose(cond[2, 3], torch.full((16, 16), m(7)))
+    # random with one absent slot
+    assert torch.equal(cond[3, :2], torch.full((2, 16, 16), -1.0))
+    torch.testing.assert_close(cond[3, 2], 2 * clip[3, 0, 4] - 1)
+    assert torch.allclose(cond[3, 3], torch.full((16, 16), m(4)))
+
+
+def test_condition_rgb_channel_layout():
+    clip = _clip(b=1, c=3)
+    cond = local_condition(clip, torch.tensor([[2, 5]]))
+    assert cond.shape == (1, 8, 16, 16)
+    torch.testing.assert_close(cond[0, 0:3], 2 * clip[0, :, 2] - 1)
+    torch.testing.assert_close(cond[0, 4:7], 2 * clip[0, :, 5] - 1)
+
+
+def test_task_mix_and_positions():
+    g = torch.Generator().manual_seed(0)
+    tasks = sample_tasks(20000, g)
+    share = {k: tasks.count(k) / len(tasks) for k in ("prediction", "unconditional", "interpolation", "random")}
+    assert abs(share["prediction"] - 0.45) < 0.02 and abs(share["unconditional"] - 0.40) < 0.02
+    assert abs(share["interpolation"] - 0.05) < 0.01 and abs(share["random"] - 0.10) < 0.01
+    pos = task_positions(["prediction", "unconditional", "interpolation"], 8)
+    assert pos.tolist() == [[0, 1], [-1, -1], [0, 7]]
+    rnd = task_positions(["random"] * 500, 8, g)
+    assert bool((rnd[:, 0] < rnd[:, 1]).all())  # distinct and sorted
+    assert int(rnd.min()) == -1 and int(rnd.max()) == 6
+    with pytest.raises(ValueError):
+        task_positions(["nope"])
+
+
+# ------------------------------------------------------------------------------------------
+# Architecture.
+# ------------------------------------------------------------------------------------------
+
+
+def test_published_parameter_counts():
+    """Denoiser 63,403,032 and context encoder 33,104,640 parameters (released code)."""
+    for name in ("cityscapes128", "bair64"):
+        with torch.device("meta"):
+            net = LGCVDUNet(**LGCVD_PRESETS[name])
+        enc = sum(p.numel() for p in net.encoder.parameters())
+        total = sum(p.numel() for p in net.parameters())
+        assert (total - enc, enc) == (63_403_032, 33_104_640)
+
+
+def test_forward_shapes_context_and_roundtrip(tmp_path):
+    net = tiny()
+    x = torch.randn(2, 1, 8, 16, 16)
+    t = torch.tensor([5, 900])
+    cond = local_condition(torch.rand(2, 1, 8, 16, 16), torch.tensor([[0, 1], [0, 7]]))
+    ctx = net.encode_context(torch.randn(2, 1, 8, 16, 16))
+    assert ctx.shape == (2, 16, 8, 8)
+    out = net(x, t, cond, ctx)
+    assert out.shape == x.shape
+    # the global context changes the output (cross-attention is live, though initialised small)
+    out0 = net(x, t, cond, None)
+    assert not torch.allclose(out, out0)
+    save_pretrained(net, tmp_path / "m")
+    net2 = from_pretrained(tmp_path / "m")
+    torch.testing.assert_close(net2(x, t, cond, ctx), out)
+    ablation = tiny(global_context=False)
+    assert ablation.encode_context(x) is None and ablation(x, t, cond, None).shape == x.shape
+
+
+def test_v_loss_is_zero_for_exact_v_and_recovers_x0():
+    acp = lgcvd_alphas_cumprod().float()
+    x0 = torch.rand(2, 1, 8, 16, 16) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.tensor([10, 600])
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x_t, t, cond, ctx):
+            a = acp[t].view(-1, 1, 1, 1, 1)
+            return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    loss, x0_hat = v_loss(Oracle(), x0, None, None, t, noise, acp)
+    assert float(loss) < 1e-6
+    torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=0)
+
+
+def test_cosine_schedule_of_official_code():
+    acp = lgcvd_alphas_cumprod()
+    assert acp.shape == (1000,)
+    betas = 1 - acp[1:] / acp[:-1]
+    assert float(betas.max()) <= 0.9999 + 1e-12 and float(acp[-1]) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------
+# Training.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("two_stage", [True, False])
+def test_one_training_iteration_lowers_the_loss(two_stage):
+    net = tiny(global_context=two_stage).train()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    acp = lgcvd_alphas_cumprod().float()
+    window = moving_digits(4, frames=14, size=16, digit_size=8, split="train", channels=1)
+    # Re-seeding reproduces the same tasks, timesteps and noise, so loss1 of the second call is
+    # the same stage-1 objective evaluated after the first iteration's two updates.
+    before, _ = two_stage_step(net, opt, window, acp, torch.Generator().manual_seed(0), two_stage=two_stage)
+    after, _ = two_stage_step(net, opt, window, acp, torch.Generator().manual_seed(0), two_stage=two_stage)
+    assert after < before - 1e-3
+
+
+# ------------------------------------------------------------------------------------------
+# Sampling.
+# ------------------------------------------------------------------------------------------
+
+
+def test_sample_clip_deterministic_with_seed():
+    net = tiny()
+    cond_clip = torch.rand(2, 1, 8, 16, 16)
+    pos = torch.tensor([[0, 1], [0, 1]])
+    a = sample_clip(net, cond_clip, pos, None, steps=4, generator=torch.Generator().manual_seed(1))
+    b = sample_clip(net, cond_clip, pos, None, steps=4, generator=torch.Generator().manual_seed(1))
+    c = sample_clip(net, cond_clip, pos, None, steps=4, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (2, 1, 8, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert not torch.allclose(a[0], a[1])  # batch elements get different noise
+
+
+def test_predict_interpolate_generate_shapes_and_determinism():
+    net = tiny()
+    past = torch.rand(1, 3, 2, 16, 16)
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    y = predict_video(net, past, 9, steps=3, generator=g())
+    assert y.shape == (1, 3, 11, 16, 16)
+    # context frames are kept; the output is gray replicated over RGB for a 1-channel model
+    torch.testing.assert_close(y[:, :, :2], past.mean(1, keepdim=True).expand(-1, 3, -1, -1, -1))
+    assert torch.equal(y[:, 0], y[:, 2])
+    assert torch.equal(y, predict_video(net, past, 9, steps=3, generator=g()))
+    y1 = predict_video(net, past[:, :, :1], 3, steps=3, generator=g())
+    assert y1.shape == (1, 3, 4, 16, 16)
+    # without carrying the global context the second clip differs
+    y_nc = predict_video(net, past, 9, steps=3, generator=g(), carry_context=False)
+    torch.testing.assert_close(y_nc[:, :, :8], y[:, :, :8])
+    assert not torch.allclose(y_nc[:, :, 8:], y[:, :, 8:])
+
+    vid = torch.rand(1, 1, 3, 16, 16)
+    z = interpolate_video(net, vid, 4, steps=3, generator=g())
+    assert z.shape == (1, 1, 9, 16, 16)
+    torch.testing.assert_close(z[:, :, ::4], vid)
+    with pytest.raises(UserError):
+        interpolate_video(net, vid, 8, steps=3)
+
+    u = generate_video(net, 12, batch=2, steps=3, generator=g())
+    assert u.shape == (2, 3, 12, 16, 16)
+    assert torch.equal(u, generate_video(net, 12, batch=2, steps=3, generator=g()))
+    with pytest.raises(UserError):
+        predict_video(net, torch.rand(1, 3, 2, 15, 16), 2, steps=2)
+
+
+# ------------------------------------------------------------------------------------------
+# Data.
+# ------------------------------------------------------------------------------------------
+
+
+def test_moving_digits_seeded_in_range_and_moving():
+    a = moving_digits(3, frames=10, split="test", seed=1)
+    b = moving_digits(3, frames=10, split="test", seed=1)
+    assert a.shape == (3, 3, 10, 32, 32) and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1 and float(a.mean()) > 0.02
+    assert torch.equal(a[:, 0], a[:, 2])  # gray replicated
+    assert float((a[:, :, 1:] - a[:, :, :-1]).abs().mean()) > 0.01  # digits move
+    # video i does not depend on how many videos are requested; splits differ
+    torch.testing.assert_close(moving_digits(1, frames=10, split="test", seed=1, start=2)[0], a[2])
+    assert not torch.equal(moving_digits(1, frames=10, split="train", seed=1)[0], a[0])
+    with pytest.raises(UserError):
+        MovingDigits(2, split="val")
+
+
+def test_hdf5_and_frame_folder_readers(tmp_path):
+    h5py = pytest.importorskip("h5py")  # in the dev extra
+    from vidrestore.data.video_clips import FrameFolderVideos, HDF5Videos, open_video_dataset
+    from vidrestore.io import write_video
+
+    rng = np.random.default_rng(0)
+    vids = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in (5, 7)]
+    (tmp_path / "h5" / "train").mkdir(parents=True)
+    with h5py.File(tmp_path / "h5" / "train" / "shard_0000.hdf5", "w") as f:
+        for i, v in enumerate(vids):
+            f.create_dataset(f"len/{i}", data=len(v))
+            for t, frame in enumerate(v):
+                f.create_dataset(f"{i}/{t}", data=frame)
+    ds = open_video_dataset(tmp_path / "h5", "train")
+    assert isinstance(ds, HDF5Videos) and len(ds) == 2 and ds.length(1) == 7
+    clip = ds.clip(1, 2, 4)
+    assert clip.shape == (3, 4, 8, 8)
+    np.testing.assert_allclose(clip.permute(1, 2, 3, 0).numpy(), vids[1][2:6] / 255.0, atol=1e-6)
+    assert ds.sample(6, torch.Generator().manual_seed(0)).shape == (3, 6, 8, 8)  # only video 1 is long enough
+
+    write_video(tmp_path / "ff" / "a", torch.from_numpy(vids[0]).permute(3, 0, 1, 2).float() / 255)
+    fds = open_video_dataset(tmp_path / "ff")
+    assert isinstance(fds, FrameFolderVideos) and fds.length(0) == 5
+    np.testing.assert_allclose(fds.clip(0, 1, 3).permute(1, 2, 3, 0).numpy(), vids[0][1:4] / 255.0, atol=1e-6)
+
+
+def test_frechet_distance_closed_form():
+    from vidrestore.metrics.fvd import frechet_distance, gaussian_stats
+
+    # diagonal Gaussians: |mu|^2 + sum (sqrt(a) - sqrt(b))^2
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    d = frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b))
+    assert abs(d - (3 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum())) < 1e-9
+    f = np.random.default_rng(0).normal(size=(50, 4))
+    mu, s = gaussian_stats(f)
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-8
+
+
+def test_train_resume_matches_uninterrupted_run_and_export(tmp_path):
+    from safetensors.torch import load_file
+
+    from vidrestore.train.lgcvd import TrainConfig, export_weights, train_lgcvd
+
+    small = {k: v for k, v in TINY.items() if k not in ("channels", "frames", "image_size")}
+    cfg = lambda steps: TrainConfig(net_overrides=dict(small, image_size=16), size=16, digit_size=8, steps=steps,  # noqa: E731
+                                    batch=2, ckpt_every=1, log_every=1, ema_start=1, ema_every=1)
+    train_lgcvd(tmp_path / "a", cfg(2), log=lambda m: None)
+    train_lgcvd(tmp_path / "b", cfg(1), log=lambda m: None)
+    train_lgcvd(tmp_path / "b", cfg(2), resume=True, log=lambda m: None)
+    for name in ("model", "ema"):
+        a = load_file(str(tmp_path / "a" / "checkpoint" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "b" / "checkpoint" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
+    net = from_pretrained(export_weights(tmp_path / "a", tmp_path / "w", card="# card\n"))
+    assert isinstance(net, LGCVDUNet) and net.pretrained_config["prediction"] == "v" and net.pretrained_config["steps"] == 2
+
+
+def test_bundled_digits_model_loads_and_predicts():
+    from vidrestore.workflows.lgcvd import load_lgcvd
+
+    net = load_lgcvd()
+    cfg = net.pretrained_config
+    assert cfg["prediction"] == "v" and cfg["schedule"] == "cosine" and cfg["steps"] == 3000
+    assert sum(p.numel() for p in net.parameters()) == 1_394_312 and net.global_context
+    past = moving_digits(1, frames=2, split="test")
+    y = predict_video(net, past, 6, steps=2, generator=torch.Generator().manual_seed(0))
+    assert y.shape == (1, 3, 8, 32, 32)
+    torch.testing.assert_close(y[:, :, :2], past)
+    assert float(y[:, :, 2:].mean()) < 0.5  # mostly black frames, like the data

@@ -365,3 +365,31 @@ def test_wrapper_bad_options(prior):
         solve_diffir2vr(prior, op, y, config=DiffIR2VRConfig(keyframe="first"))
     with pytest.raises(UserError):
         DiffIR2VRConfig().with_options(ratio=0.3)
+
+
+# ------------------------------------------------------------------------------------------
+# CLI / workflow.
+# ------------------------------------------------------------------------------------------
+
+
+def test_cli_restore_diffir2vr(tmp_path):
+    from click.testing import CliRunner
+
+    from vidrestore.cli.main import cli
+    from vidrestore.io import read_video, write_video
+
+    x = _clip(T=4)
+    src = tmp_path / "clip.npz"
+    write_video(src, x, 24.0)
+    y_path = tmp_path / "y.npz"
+    r = CliRunner().invoke(cli, ["degrade", str(src), "-o", str(y_path), "--op", "sr:2", "--sigma-y", "0.02"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "r.npz"
+    args = ["restore", str(y_path), "-o", str(out), "-m", "diffir2vr", "--steps", "2", "--cg-steps", "2",
+            "--batch-size", "2", "--warp-period", "1", "--merge-ratio", "0.5", "-q"]
+    r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    v, _ = read_video(out)
+    assert v.shape == x.shape and float((v - x).abs().mean()) < 0.2
+    r = CliRunner().invoke(cli, args[:-1] + ["--base", "ddpm"])
+    assert r.exit_code == 2

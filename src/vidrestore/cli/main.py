@@ -74,7 +74,7 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr.")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
 @click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
@@ -87,13 +87,19 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
+@click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (10).")
+@click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
+@click.option("--merge-ratio", type=click.FloatRange(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
+@click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, quiet):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, base, batch_size, keyframe, merge_ratio, warp_period, device, quiet):
     """Restore a measurement SRC into OUT."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
+                                       "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio, "warp_period": warp_period}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet)
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s)")
 

@@ -18,8 +18,8 @@ eta 0.8, 20 CG steps, started at t = 500: the ``dds`` method defaults). Rows per
 * ``frame-by-frame`` — the base alone;
 * ``diffir2vr`` — the wrapper with the released settings (batch 10, middle keyframe, latent
   warping in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down / cosine in up);
-* ``diffir2vr-warp-all`` — the same with latent warping at every step, bilinear (our tuning for
-  this prior, see the README);
+* ``diffir2vr-warp-half`` / ``diffir2vr-warp-all`` — the same with latent warping in the first
+  half of the steps / at every step, bilinear (our tuning for this prior, see the README);
 
 and on ``--ablation-task``: warping only, merging only, flow-only correspondence (down and up),
 cosine-only correspondence (down and up), all with the released settings otherwise.
@@ -52,6 +52,7 @@ def variants():
     main = {
         "frame-by-frame": DiffIR2VRConfig(enabled=False),
         "diffir2vr": DiffIR2VRConfig(),
+        "diffir2vr-warp-half": DiffIR2VRConfig(warp_period=(0.0, 0.5), warp_mode="bilinear"),
         "diffir2vr-warp-all": DiffIR2VRConfig(warp_period=(0.0, 1.0), warp_mode="bilinear"),
     }
     ablation = {
@@ -90,6 +91,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--methods", default=None, help="Comma-separated subset of the rows to run (default: all).")
+    ap.add_argument("--append", action="store_true",
+                    help="Add the rows to an existing diffir2vr_table.csv in --out (ratios use its frame-by-frame rows).")
     ap.add_argument("--timing", type=int, default=0,
                     help="Only time frame-by-frame vs diffir2vr vs diffir2vr-warp-all on sr4, alternating, "
                          "this many repetitions (min is reported); writes diffir2vr_timing.{md,csv}.")
@@ -117,6 +121,13 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    if args.append and (out / "diffir2vr_table.csv").exists():
+        with open(out / "diffir2vr_table.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                for k in ("psnr", "ssim", "ewarp_1e3", "seconds", "ewarp_vs_base", "time_vs_base", "dpsnr", "sigma_y"):
+                    r[k] = float(r[k])
+                rows.append(r)
+    wanted = None if args.methods is None else set(args.methods.split(","))
     for task in args.tasks.split(","):
         spec, sigma = TASKS[task]
         op = parse(spec, num_frames=x.shape[2])
@@ -124,8 +135,10 @@ def main():
         todo = dict(main_v)
         if task == args.ablation_task:
             todo.update(abl_v)
-        base_row = None
+        base_row = next((r for r in rows if r["task"] == task and r["method"] == "frame-by-frame"), None)
         for name, cfg in todo.items():
+            if wanted is not None and name not in wanted:
+                continue
             info: dict = {}
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -147,8 +160,15 @@ def main():
             row["time_vs_base"] = round(row["seconds"] / base_row["seconds"], 2)
             row["dpsnr"] = round(row["psnr"] - base_row["psnr"], 3)
             rows.append(row)
+            rows.sort(key=lambda r: (list(TASKS).index(r["task"]), _order(r["method"])))
             print(row, flush=True)
             _write(out, rows, args, x)
+
+
+def _order(name: str) -> int:
+    main_v, abl_v = variants()
+    names = list(main_v) + list(abl_v)
+    return names.index(name) if name in names else len(names)
 
 
 def probe(args):
@@ -243,7 +263,8 @@ def _write(out: Path, rows: list[dict], args, x):
         )
     lines += ["", "Command: `PYTHONPATH=src nice -n 5 python benchmarks/diffir2vr_table.py "
               f"--clip {args.clip} --frames {args.frames} --size {args.size} --steps {args.steps} "
-              f"--tasks {args.tasks} --ablation-task {args.ablation_task} --threads {args.threads}`", ""]
+              f"--tasks {args.tasks} --ablation-task {args.ablation_task} --threads {args.threads}`"
+              + (" (rows added with `--append --methods ...`)" if args.append else ""), ""]
     (out / "diffir2vr_table.md").write_text("\n".join(lines))
 
 

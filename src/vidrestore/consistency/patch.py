@@ -341,11 +341,9 @@ class _DiffusersMergeProcessor:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         L = hidden_states.shape[1]
         outs: torch.Tensor | None = None
-        done = torch.zeros(n, dtype=torch.bool)
-        groups = [(gi, g.frames) for gi, g in enumerate(m.groups)]
-        if not all(len(f) > 0 for _, f in groups):
-            return fallback()
-        rest = [i for i in range(n) if not any(i in f for _, f in groups)]
+        groups = [(gi, g.frames) for gi, g in enumerate(m.groups) if g.frames]
+        covered = {i for _, f in groups for i in f}
+        rest = [i for i in range(n) if i not in covered]
         for gi, frames in groups + ([(-1, rest)] if rest else []):
             idx = torch.tensor(frames, device=hidden_states.device)
             xs = hidden_states.index_select(0, idx)  # (F, L, C)
@@ -360,7 +358,6 @@ class _DiffusersMergeProcessor:
             if outs is None:
                 outs = o.new_empty(n, L, o.shape[-1])
             outs[idx] = o
-            done[frames] = True
         assert outs is not None
         hidden_states = outs
         if ndim == 4:

@@ -17,6 +17,7 @@ import torch
 
 from .consistency import fb_confidence, fb_consistency
 from .estimators import FlowEstimator, estimate_flow
+from .warp import warp
 
 __all__ = ["FlowPair", "flow_pair"]
 
@@ -71,12 +72,6 @@ def flow_pair(
     fw = estimate_flow(frame_a, frame_b, method=method)
     bw = estimate_flow(frame_b, frame_a, method=method)
     mask, _ = fb_consistency(fw, bw, alpha, beta, exclude_out_of_frame=True)
-    _, valid = _inside(fw)
-    conf = fb_confidence(fw, bw) * valid
+    _, inside = warp(torch.zeros_like(fw[:, :1]), fw, return_valid=True)
+    conf = fb_confidence(fw, bw) * inside
     return FlowPair(fw, mask, conf)
-
-
-def _inside(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    from .warp import warp
-
-    return warp(torch.zeros_like(flow[:, :1]), flow, return_valid=True)

@@ -14,10 +14,17 @@ with two additions:
    noisy; the released code uses its regression stage-1 output): every frame -> its keyframe,
    and every keyframe -> the previous keyframe, with occlusion masks and confidences.
 3. **Hierarchical latent warping** (:class:`~vidrestore.consistency.warping.LatentWarper`)
-   through the solvers' ``x0_hook`` in the first 10 % of the steps.
+   through the solvers' ``x0_hook`` in the first 10 % of the steps. In DDS/SVI the hook edits the
+   network's Tweedie estimate *before* the data step (the model's x̂0, as in the paper, where
+   DiffBIR's conditioning lives inside the network); in DPS it edits the x̂0 of the ancestral
+   step. With our DDS base the data step and the fresh noise of the later steps wash early edits
+   out, so on the bundled prior a longer ``warp_period`` (e.g. ``(0, 1)``) is what reduces
+   flicker (README, ``benchmarks/diffir2vr_table.py``).
 4. **Hybrid token merging** (:func:`~vidrestore.consistency.patch.token_merging`) in the
    prior network's self-attention, with the ratio cosine-annealed from ``r`` (0.9) to 0 (Eq. 8):
    ``ratio_i = r_end + cos(pi/2 * s) (r_start - r_end)``, ``s = (i - i0) / (i1 - i0)``.
+   The ratio of step ``i`` is set before the step's network call by a denoiser proxy that counts
+   calls (one per step in :func:`~vidrestore.solvers.solve_dds` / ``solve_dps`` / ``solve_svi``).
 
 With both parts disabled the base solver is called unchanged (bit-identical output).
 """

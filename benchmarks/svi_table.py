@@ -111,7 +111,8 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
 
     x = torch.from_numpy(x_np)
     op = parse(spec, seed=seed, num_frames=x.shape[2])
-    y = measure(op, x)
+    sigma_y = float(params.get("sigma_y", 0.0))
+    y = measure(op, x, sigma_y, torch.Generator().manual_seed(seed + 1))
     prior, fwd = None, None
     if method in DIFFUSION:
         from vidrestore.priors import load_prior
@@ -126,15 +127,15 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
     rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
     if method == "cg":
-        out, nfe = solve_cg(op, y, max_iter=params.get("cg_iter", 50)), 0
+        out, nfe = solve_cg(op, y, lam=sigma_y, max_iter=params.get("cg_iter", 50)), 0  # lam as in `vidrestore restore`
     elif method == "admm-tv":
-        out, nfe = solve_admm_tv(op, y), 0
+        out, nfe = solve_admm_tv(op, y, lam=1e-5 + 0.4 * sigma_y), 0  # lam as in `vidrestore restore`
     elif method == "svi":
         kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start") if k in params}
-        out, nfe = solve_svi(prior, op, y, seed=seed, **kw), params["steps"]
+        out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dds":
         kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start") if k in params}
-        out, nfe = solve_dds(prior, op, y, seed=seed, **kw), params["steps"]
+        out, nfe = solve_dds(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dps":
         out, nfe = solve_dps(prior, op, y, steps=params["dps_steps"], zeta=params["dps_zeta"], seed=seed), params["dps_steps"]
     else:
@@ -231,6 +232,8 @@ def main(argv=None):
     ap.add_argument("--t-start", type=int, default=None, help="SVI/DDS: start from the lifted measurement noised to this timestep")
     ap.add_argument("--dps-steps", type=int, default=200)
     ap.add_argument("--dps-zeta", type=float, default=1.0)
+    ap.add_argument("--sigma-y", type=float, default=0.0, help="measurement noise std in [0,1] pixel units (the paper: 0)")
+    ap.add_argument("--tag", default="", help="suffix of the output file names, e.g. _noisy")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--memory", default="", help="comma-separated video lengths, e.g. 64,128,256,512")
     ap.add_argument("--memory-size", type=int, default=32)
@@ -254,7 +257,7 @@ def main(argv=None):
     for m in methods:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-    stamp = (f"clips {', '.join(clips)}; {args.frames} frames at {args.size}x{args.size}; sigma_y = 0; seed {args.seed}; "
+    stamp = (f"clips {', '.join(clips)}; {args.frames} frames at {args.size}x{args.size}; sigma_y = {args.sigma_y}; seed {args.seed}; "
              f"SVI/DDS {args.steps} steps, {args.cg_steps} CG steps, t_start {args.t_start}; DPS {args.dps_steps} steps, zeta {args.dps_zeta}; "
              f"prior {args.prior!r}; {args.threads} CPU threads ({platform.machine()}); {time.strftime('%Y-%m-%d %H:%M')}")
     t_all = time.perf_counter()
@@ -268,7 +271,7 @@ def main(argv=None):
     def base_params(task):
         eta = TASKS[task][1] if args.eta is None else args.eta
         return {"steps": args.steps, "eta": eta, "cg_steps": args.cg_steps, "t_start": args.t_start,
-                "dps_steps": args.dps_steps, "dps_zeta": args.dps_zeta}
+                "dps_steps": args.dps_steps, "dps_zeta": args.dps_zeta, "sigma_y": args.sigma_y}
 
     def floor(res):
         if not res["fwd_s"] or not res["nfe"]:
@@ -287,7 +290,7 @@ def main(argv=None):
                              "nfe": res["nfe"], "seconds": round(res["seconds"], 1), "floor_ratio": floor(res),
                              "peak_rss_mb": round(res["rss_mb"]), "paper_psnr": PAPER.get((task, method))})
                 print(rows[-1], flush=True)
-    _write_csv(out / "svi_table.csv", rows)
+    _write_csv(out / f"svi_table{args.tag}.csv", rows)
     lines = [f"SVI benchmark: {stamp}.", "",
              "PSNR/SSIM/E_warp per clip; `paper` = the paper's PSNR (secondary source, 256x256 DAVIS, ADM ImageNet prior, GPU).", ""]
     lines += _md_table(rows, ["task", "clip", "method", "psnr", "ssim", "warp_error", "nfe", "seconds", "floor_ratio", "peak_rss_mb", "paper_psnr"])
@@ -302,8 +305,8 @@ def main(argv=None):
                                       "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
                                       "seconds": round(float(np.mean([r["seconds"] for r in rs])), 1), "paper_psnr": PAPER.get((task, method))})
         lines += ["", "Means over clips:", ""] + _md_table(mean_rows, ["task", "method", "psnr", "ssim", "seconds", "paper_psnr"])
-    (out / "svi_table.md").write_text("\n".join(lines) + "\n")
-    _plot(out / "svi_table.png", rows, tasks, methods)
+    (out / f"svi_table{args.tag}.md").write_text("\n".join(lines) + "\n")
+    _plot(out / f"svi_table{args.tag}.png", rows, tasks, methods)
     print("\n".join(lines))
 
     # -- ablation --------------------------------------------------------------------------
@@ -325,9 +328,9 @@ def main(argv=None):
                 arows.append({"variant": name, "clip": clip, "psnr": p, "ssim": s, "warp_error": e, "seconds": round(res["seconds"], 1),
                               "paper_psnr": PAPER_ABLATION.get(name)})
                 print(arows[-1], flush=True)
-        _write_csv(out / "svi_ablation.csv", arows)
+        _write_csv(out / f"svi_ablation{args.tag}.csv", arows)
         alines = [f"SVI ablation on {task} ({spec}): {stamp}.", ""] + _md_table(arows, ["variant", "clip", "psnr", "ssim", "warp_error", "seconds", "paper_psnr"])
-        (out / "svi_ablation.md").write_text("\n".join(alines) + "\n")
+        (out / f"svi_ablation{args.tag}.md").write_text("\n".join(alines) + "\n")
         print("\n".join(alines))
 
     # -- memory ----------------------------------------------------------------------------
@@ -341,10 +344,10 @@ def main(argv=None):
             mrows.append({"frames": n, "peak_rss_mb": round(res["rss_mb"]), "rss_before_mb": round(res["rss_before_mb"]),
                           "seconds": round(res["seconds"], 1), "psnr": round(res["psnr"], 2)})
             print(mrows[-1], flush=True)
-        _write_csv(out / "svi_memory.csv", mrows)
+        _write_csv(out / f"svi_memory{args.tag}.csv", mrows)
         mlines = [f"Windowed SVI memory ({spec}, window 16, overlap 4, {args.memory_size}x{args.memory_size}, "
                   f"{args.memory_steps} steps, looped {clips[0]}): {stamp}.", ""] + _md_table(mrows, ["frames", "peak_rss_mb", "rss_before_mb", "seconds", "psnr"])
-        (out / "svi_memory.md").write_text("\n".join(mlines) + "\n")
+        (out / f"svi_memory{args.tag}.md").write_text("\n".join(mlines) + "\n")
         print("\n".join(mlines))
     print(f"total {time.perf_counter() - t_all:.0f} s")
 

@@ -71,6 +71,31 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
         click.echo("warning: the output format is lossy; restoration will see codec errors. Prefer .npz.", err=True)
 
 
+def _backend_options(f):
+    """--backend/--address/--workers/--threads/--retries (restore and batch)."""
+    opts = [
+        click.option("--backend", type=click.Choice(["local", "ray"]), default="local", help="Solve the temporal windows here or on Ray actors (pip install 'vidrestore[ray]')."),
+        click.option("--address", default=None, help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local instance)."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="ray: number of actors (default: one per GPU with --device cuda, else one per CPU)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads per window solve (ray default 1); equal values give bit-identical output on both backends."),
+        click.option("--retries", type=click.IntRange(min=0), default=2, help="ray: retries of a window whose worker died or failed."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _backend(backend, address, workers, threads, retries):
+    ray = None
+    if backend == "ray":
+        from ..workflows.distributed import RayConfig
+
+        ray = RayConfig(address=address, workers=workers, max_retries=retries)
+    elif address or workers:
+        raise UserError("--address and --workers need --backend ray")
+    return {"backend": backend, "ray": ray, "threads": threads}
+
+
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
@@ -94,14 +119,48 @@ def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
 @click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, base, batch_size, keyframe, merge_ratio, warp_period, device, quiet):
-    """Restore a measurement SRC into OUT."""
+@_backend_options
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, base, batch_size, keyframe, merge_ratio, warp_period, device, quiet, backend, address, workers, threads, retries):
+    """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
     options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
-                                       "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio, "warp_period": warp_period}.items() if v is not None}
-    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet)
-    click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s)")
+                                 "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio, "warp_period": warp_period}.items() if v is not None}
+    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
+    click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
+
+
+@cli.command()
+@click.argument("in_dir")
+@click.argument("out_dir")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
+@click.option("--ext", default=".mp4", help="Output format of every video (.mp4, .mkv, .npz, ...).")
+@click.option("--op", default=None, help="Operator spec for every input (default: each input's sidecar).")
+@click.option("--sigma-y", type=float, default=None, help="Noise std (default: from the sidecars, else 0).")
+@click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecars).")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
+@click.option("--lam", type=float, default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
+@click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
+@click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
+@click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
+@click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
+@click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_backend_options
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, quiet, backend, address, workers, threads, retries):
+    """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
+    from ..workflows.batch import restore_batch
+
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap}.items() if v is not None}
+    r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, ext=ext, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
+    click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
+    for name, msg in r["failed"].items():
+        click.echo(f"failed: {name}: {msg}", err=True)
+    if r["failed"]:
+        sys.exit(1)
 
 
 @cli.command(name="eval")
@@ -132,16 +191,20 @@ def ops():
 @click.option("--clip", default="bikes", help="Bundled clip: bikes, carphone, bigbuckbunny, city.")
 @click.option("--op", default=None, help="Operator spec (default: 7-frame averaging + x4 SR).")
 @click.option("--frames", type=click.IntRange(min=1), default=16)
-@click.option("--crop", default=None, help="Centre crop HxW (default: full frame).")
+@click.option("--resize", default="136x320", show_default=True, help="Resize frames to HxW first ('none' keeps the clip's size).")
+@click.option("--crop", default=None, help="Centre crop HxW after resizing (default: none).")
+@click.option("--methods", default="cg,svi", show_default=True, help="Comma-separated restoration methods to compare.")
 @click.option("--sigma-y", type=float, default=0.0)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir, clip, op, frames, crop, sigma_y, seed, device, quiet):
+def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, quiet):
     """Degrade a bundled real clip, restore it and report PSNR/SSIM/warping error."""
     from ..workflows.demo import DEMO_OP, run_demo
 
-    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, crop=_size(crop, "--crop"), sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
+    resize_hw = None if str(resize).lower() == "none" else _size(resize, "--resize")
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
 
 
 @cli.command(name="sample-prior")

@@ -10,7 +10,9 @@ from .svi import DATA_STEPS, measurement_to_model, solve_dds, solve_dps, solve_s
 from .windows import (
     FrameSelect,
     SpatialCrop,
+    Stitcher,
     Window,
+    WindowedProblem,
     blend_weights,
     crop_to,
     pad_operator,
@@ -37,6 +39,8 @@ __all__ = [
     "solve_cg",
     "solve_dds",
     "solve_dps",
+    "Stitcher",
+    "WindowedProblem",
     "solve_in_windows",
     "solve_svi",
     "window_operator",

@@ -427,6 +427,150 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _resolve_op(op_spec_or_factory, num_frames: int | None, op_seed: int) -> LinearOperator:
+    if isinstance(op_spec_or_factory, str):
+        return parse(op_spec_or_factory, seed=op_seed, num_frames=num_frames)
+    if isinstance(op_spec_or_factory, LinearOperator):
+        return op_spec_or_factory
+    if callable(op_spec_or_factory):
+        if num_frames is None:
+            raise UserError("num_frames is required with an operator factory")
+        return op_spec_or_factory(int(num_frames))
+    raise UserError(f"op_spec_or_factory must be a spec string, an operator or a factory, got {type(op_spec_or_factory).__name__}")
+
+
+class WindowedProblem:
+    """A whole-video problem split into independent window problems, and their stitching.
+
+    The three steps every backend shares (local loop, Ray actors, ...):
+
+    1. *plan*: ``problem = WindowedProblem(op, y, window=..., overlap=...)`` fixes the windows
+       (:func:`plan_windows`) and the blending weights (:func:`blend_weights`);
+    2. *run window k* (any order, any process): ``problem.solve_window(solve_fn, k, **kw)``
+       builds the exact window operator and measurement (:func:`window_operator`), calls
+       ``solve_fn`` (with ``frame_ids=`` when it accepts it) and returns the window's *core*
+       frames. The result depends only on ``k`` and the problem, never on which windows ran
+       before or where: every random stream of a solver is seeded from ``seed`` and absolute
+       frame indices;
+    3. *stitch*: ``problem.stitch(cores)`` blends the cores in window order.
+
+    The object is picklable (operators are modules, ``y`` a tensor), so it can be shipped to
+    worker processes once per video.
+
+    Args:
+        op_spec_or_factory: The whole-video operator (see :func:`solve_in_windows`).
+        y: Whole-video measurement in pixel units, ``(B, C, T_y, h, w)``.
+        window, overlap, context: See :func:`plan_windows`; ``window=None`` solves the whole
+            video as one window.
+        num_frames: Frame count ``T`` of the unknown video (default ``op.input_shape``).
+        op_seed: Seed of random operator parameters for spec strings.
+    """
+
+    def __init__(
+        self,
+        op_spec_or_factory: str | LinearOperator | Callable[[int], LinearOperator],
+        y: torch.Tensor,
+        *,
+        window: int | None = 16,
+        overlap: int = 4,
+        context: int = 0,
+        num_frames: int | None = None,
+        op_seed: int = 0,
+    ):
+        if not isinstance(y, torch.Tensor) or y.ndim != 5:
+            raise UserError(f"y must be a (B, C, T, H, W) tensor, got {getattr(y, 'shape', type(y))}")
+        op = _resolve_op(op_spec_or_factory, num_frames, op_seed)
+        x_shape = tuple(op.input_shape(tuple(y.shape)))
+        if num_frames is not None:
+            x_shape = x_shape[:2] + (int(num_frames),) + x_shape[3:]
+        T = int(x_shape[2])
+        if tuple(op.output_shape(x_shape)) != tuple(y.shape):
+            raise UserError(f"measurement shape {tuple(y.shape)} does not match operator {op.spec!r} for {T} frames")
+        self.op, self.y, self.x_shape, self.num_frames = op, y, x_shape, T
+        self.plan = plan_windows(T, op, window=T if window is None else int(window), overlap=overlap, context=context)
+        self.weights = blend_weights(self.plan, T) if len(self.plan) > 1 else None
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def window_inputs(self, k: int) -> tuple[LinearOperator, torch.Tensor, list[int]]:
+        """``(op_w, y_w, frame_ids)`` of window ``k`` (the whole problem for a single window)."""
+        win = self.plan[k]
+        if len(self.plan) == 1:
+            return self.op, self.y, list(range(self.num_frames))
+        op_w, out_ids = window_operator(self.op, win.frame_ids, self.num_frames)
+        y_w = self.y.index_select(2, torch.tensor(out_ids, dtype=torch.long, device=self.y.device))
+        return op_w, y_w, list(win.frame_ids)
+
+    def core(self, k: int, x_w: torch.Tensor) -> torch.Tensor:
+        """The core frames ``[start, end)`` of window ``k``'s solution ``x_w``, in order."""
+        win = self.plan[k]
+        if len(self.plan) == 1:
+            return x_w
+        pos = {f: p for p, f in enumerate(win.frame_ids)}
+        s, e = win.core
+        idx = torch.tensor([pos[f] for f in range(s, e)], dtype=torch.long, device=x_w.device)
+        return x_w.index_select(2, idx)
+
+    def solve_window(self, solve_fn: Callable[..., torch.Tensor], k: int, **solve_kwargs) -> torch.Tensor:
+        """Solve window ``k`` with ``solve_fn(op_w, y_w, **solve_kwargs)``; returns its core frames."""
+        op_w, y_w, ids = self.window_inputs(k)
+        kw = dict(solve_kwargs, frame_ids=ids) if _accepts(solve_fn, "frame_ids") else solve_kwargs
+        return self.core(k, solve_fn(op_w, y_w, **kw))
+
+    def stitcher(self) -> "Stitcher":
+        """An incremental :class:`Stitcher` (accepts cores in any order, blends in window order)."""
+        return Stitcher(self)
+
+    def stitch(self, cores: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Blend the cores of all windows (``cores[k]`` from :meth:`core`) into ``(B, C, T, H, W)``."""
+        st = self.stitcher()
+        for k, c in enumerate(cores):
+            st.add(k, c)
+        return st.result()
+
+
+class Stitcher:
+    """Adds window cores into the output in window order, whatever order they arrive in.
+
+    Blending is a floating-point sum, so the order of the additions is fixed (window 0, 1, ...)
+    to make the result bit-identical however the windows were scheduled; cores that arrive
+    early wait in a buffer until their turn.
+    """
+
+    def __init__(self, problem: WindowedProblem):
+        self.problem = problem
+        self.out: torch.Tensor | None = None
+        self.next = 0
+        self.pending: dict[int, torch.Tensor] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.next == len(self.problem)
+
+    def add(self, k: int, core: torch.Tensor) -> None:
+        if k < self.next or k in self.pending or not 0 <= k < len(self.problem):
+            raise ValueError(f"window {k} added twice or out of range")
+        self.pending[k] = core
+        p = self.problem
+        while self.next in self.pending:
+            c = self.pending.pop(self.next)
+            if len(p) == 1:
+                self.out = c
+            else:
+                if self.out is None:
+                    self.out = c.new_zeros(p.x_shape[:2] + (p.num_frames,) + tuple(c.shape[3:]))
+                s, e = p.plan[self.next].core
+                wk = p.weights[self.next, s:e].to(device=c.device, dtype=c.dtype).view(1, 1, -1, 1, 1)
+                self.out[:, :, s:e] += wk * c.to(self.out.device)
+            self.next += 1
+
+    def result(self) -> torch.Tensor:
+        if not self.done or self.out is None:
+            raise ValueError(f"only {self.next} of {len(self.problem)} windows stitched")
+        return self.out
+
+
 def solve_in_windows(
     solve_fn: Callable[..., torch.Tensor],
     op_spec_or_factory: str | LinearOperator | Callable[[int], LinearOperator],
@@ -446,7 +590,9 @@ def solve_in_windows(
     (:func:`window_operator`), run ``solve_fn(op_w, y_w, **solve_kwargs)`` (plus
     ``frame_ids=...`` when ``solve_fn`` accepts it, so per-frame noise follows absolute frame
     indices), and add its core frames to the output with :func:`blend_weights`. See the module
-    docstring for the treatment of window edges and circular operators.
+    docstring for the treatment of window edges and circular operators. This is the in-process
+    loop over a :class:`WindowedProblem`; distributed backends run the same window solves
+    elsewhere and stitch identically.
 
     Args:
         solve_fn: ``solve_fn(op, y, **kwargs) -> x`` returning a pixel-space ``(B, C, T_w, H, W)``
@@ -464,54 +610,18 @@ def solve_in_windows(
         op_seed: Seed of random operator parameters (inpainting masks) for spec strings; must
             be the seed the measurement was made with.
         callback: Called after each window with ``dict(window=k, num_windows=n, frames=ids,
-            core=(start, end), x=x_w)``.
+            core=(start, end), x=core_frames)``.
         **solve_kwargs: Passed to every ``solve_fn`` call (e.g. ``steps``, ``eta``, ``seed``).
 
     Returns:
         The restored video ``(B, C, T, H, W)`` in pixel space.
     """
-    if not isinstance(y, torch.Tensor) or y.ndim != 5:
-        raise UserError(f"y must be a (B, C, T, H, W) tensor, got {getattr(y, 'shape', type(y))}")
-    if isinstance(op_spec_or_factory, str):
-        op = parse(op_spec_or_factory, seed=op_seed, num_frames=num_frames)
-    elif isinstance(op_spec_or_factory, LinearOperator):
-        op = op_spec_or_factory
-    elif callable(op_spec_or_factory):
-        if num_frames is None:
-            raise UserError("num_frames is required with an operator factory")
-        op = op_spec_or_factory(int(num_frames))
-    else:
-        raise UserError(f"op_spec_or_factory must be a spec string, an operator or a factory, got {type(op_spec_or_factory).__name__}")
-    x_shape = tuple(op.input_shape(tuple(y.shape)))
-    if num_frames is not None:
-        x_shape = x_shape[:2] + (int(num_frames),) + x_shape[3:]
-    T = int(x_shape[2])
-    if tuple(op.output_shape(x_shape)) != tuple(y.shape):
-        raise UserError(f"measurement shape {tuple(y.shape)} does not match operator {op.spec!r} for {T} frames")
-    plan = plan_windows(T, op, window=window, overlap=overlap, context=context)
-    pass_ids = _accepts(solve_fn, "frame_ids")
-    if len(plan) == 1:
-        kw = dict(solve_kwargs, frame_ids=list(range(T))) if pass_ids else solve_kwargs
-        x = solve_fn(op, y, **kw)
+    problem = WindowedProblem(op_spec_or_factory, y, window=window, overlap=overlap, context=context, num_frames=num_frames, op_seed=op_seed)
+    st = problem.stitcher()
+    for k, win in enumerate(problem.plan):
+        core = problem.solve_window(solve_fn, k, **solve_kwargs)
+        st.add(k, core)
         if callback is not None:
-            callback(dict(window=0, num_windows=1, frames=plan[0].frame_ids, core=plan[0].core, x=x))
-        return x
-    weights = blend_weights(plan, T)
-    out: torch.Tensor | None = None
-    for k, win in enumerate(plan):
-        op_w, out_ids = window_operator(op, win.frame_ids, T)
-        y_w = y.index_select(2, torch.tensor(out_ids, dtype=torch.long, device=y.device))
-        kw = dict(solve_kwargs, frame_ids=list(win.frame_ids)) if pass_ids else solve_kwargs
-        x_w = solve_fn(op_w, y_w, **kw)
-        if out is None:
-            out = x_w.new_zeros(x_shape[:2] + (T,) + tuple(x_w.shape[3:]))
-        pos = {f: p for p, f in enumerate(win.frame_ids)}
-        s, e = win.core
-        idx = torch.tensor([pos[f] for f in range(s, e)], dtype=torch.long, device=x_w.device)
-        wk = weights[k, s:e].to(device=x_w.device, dtype=x_w.dtype).view(1, 1, -1, 1, 1)
-        out[:, :, s:e] += wk * x_w.index_select(2, idx)
-        if callback is not None:
-            callback(dict(window=k, num_windows=len(plan), frames=win.frame_ids, core=win.core, x=x_w))
-        del x_w
-    assert out is not None
-    return out
+            callback(dict(window=k, num_windows=len(problem), frames=win.frame_ids, core=win.core, x=core))
+        del core
+    return st.result()

@@ -22,7 +22,6 @@ from ..metrics import format_table, video_metrics
 from ..ops import measure, parse
 from ..ops.base import LinearOperator
 from ..solvers import solve_admm_tv, solve_cg
-from .progress import progress
 
 LOSSY_SUFFIXES = {".mp4", ".mov", ".gif", ".webm", ".mpg", ".mpeg"}
 
@@ -114,11 +113,21 @@ def degrade_file(
 
 @dataclass
 class Method:
-    """A restoration method: ``run(op, y, sigma_y, options, callback) -> x`` and its step count."""
+    """A restoration method.
+
+    ``run(op, y, sigma_y, options, callback) -> x`` solves one problem (the whole clip or one
+    temporal window); it may also accept the keywords ``frame_ids`` (absolute frame indices of
+    the window, for per-frame noise seeds) and ``state`` (what ``setup`` returned). ``setup(options,
+    device) -> state`` loads heavy objects (the diffusion prior) once per worker, so a worker
+    that solves many windows loads them once. ``window`` is the default number of frames per
+    temporal window (``None``: the whole clip, unless ``options["window"]`` is set).
+    """
 
     run: Callable[..., torch.Tensor]
     steps: Callable[[dict], int]
     defaults: dict = field(default_factory=dict)
+    setup: Callable[[dict, torch.device], Any] | None = None
+    window: int | None = None
 
 
 def _run_cg(op, y, sigma_y, o, callback):
@@ -131,18 +140,24 @@ def _run_admm(op, y, sigma_y, o, callback):
     return solve_admm_tv(op, y, lam=lam, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
 
 
-def _diffusion(kind: str):
-    """SVI (batch-consistent DDS), per-frame DDS and DPS with an image prior; clips longer
-    than ``window`` frames are solved in exact temporal windows (solvers/windows.py)."""
+def _setup_prior(o, device):
+    from ..priors import load_prior
 
-    def run(op, y, sigma_y, o, callback):
+    return {"prior": load_prior(o.get("prior", "default"), device=device)}
+
+
+def _diffusion(kind: str):
+    """SVI (batch-consistent DDS), per-frame DDS and DPS with an image prior on one clip or one
+    temporal window; clips longer than ``window`` frames are split into exact temporal windows
+    by the caller (solvers/windows.py, workflows/scale.py)."""
+
+    def run(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
         import functools
 
-        from ..priors import load_prior
-        from ..solvers import solve_dds, solve_dps, solve_in_windows, solve_svi
+        from ..solvers import solve_dds, solve_dps, solve_svi
 
-        prior = load_prior(o.get("prior", "default"), device=y.device)
-        kw = {"steps": o["steps"], "sigma_y": sigma_y, "seed": o.get("seed", 0)}
+        prior = (state or _setup_prior(o, y.device))["prior"]
+        kw = {"steps": o["steps"], "sigma_y": sigma_y, "seed": o.get("seed", 0), "frame_ids": frame_ids}
         if kind == "dps":
             fn = functools.partial(solve_dps, prior)
             kw["zeta"] = o.get("zeta", 1.0)
@@ -154,28 +169,20 @@ def _diffusion(kind: str):
             if "i" in info:
                 callback(info)
 
-        window = int(o.get("window", 16))
-        t_x = op.input_shape(tuple(y.shape))[2]
-        if t_x <= window:
-            return fn(op, y, callback=step_cb, **kw)
-        return solve_in_windows(fn, op, y, window=window, overlap=int(o.get("overlap", 4)), num_frames=t_x, callback=None, **kw)
+        return fn(op, y, callback=step_cb, **kw)
 
     return run
 
 
-def _run_diffir2vr(op, y, sigma_y, o, callback):
+def _run_diffir2vr(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
     """DiffIR2VR-Zero (Yeh et al., arXiv 2407.01519) around a per-frame base solver (dds or dps)
-    with the bundled prior; clips longer than ``window`` frames go through temporal windows."""
-    import functools
-
+    with the bundled prior, on one clip or one temporal window (windows: 30 frames by default)."""
     from ..consistency import DiffIR2VRConfig, solve_diffir2vr
-    from ..priors import load_prior
-    from ..solvers import solve_in_windows
 
     base = o.get("base", "dds")
     if base not in ("dds", "dps"):
         raise UserError(f"--base must be dds or dps, got {base!r}")
-    prior = load_prior(o.get("prior", "default"), device=y.device)
+    prior = (state or _setup_prior(o, y.device))["prior"]
     cfg = DiffIR2VRConfig(
         batch_size=int(o.get("batch_size", 10)),
         keyframe=o.get("keyframe", "middle"),
@@ -183,22 +190,17 @@ def _run_diffir2vr(op, y, sigma_y, o, callback):
         merge_ratio=(float(o.get("merge_ratio", 0.9)), 0.0),
         seed=int(o.get("seed", 0)),
     )
-    kw = {"steps": _diffir2vr_steps(o), "sigma_y": sigma_y, "seed": o.get("seed", 0)}
+    kw = {"steps": _diffir2vr_steps(o), "sigma_y": sigma_y, "seed": o.get("seed", 0), "frame_ids": frame_ids}
     if base == "dps":
         kw["zeta"] = o.get("zeta", 1.0)
     else:
         kw.update(eta=o.get("eta", 0.8), cg_steps=o.get("cg_steps", 20), t_start=o.get("t_start", 500))
-    fn = functools.partial(solve_diffir2vr, prior, base=base, config=cfg)
 
     def step_cb(info):
         if "i" in info:
             callback(info)
 
-    window = int(o.get("window", 30))
-    t_x = op.input_shape(tuple(y.shape))[2]
-    if t_x <= window:
-        return fn(op, y, callback=step_cb, **kw)
-    return solve_in_windows(fn, op, y, window=window, overlap=int(o.get("overlap", 4)), num_frames=t_x, callback=None, **kw)
+    return solve_diffir2vr(prior, op, y, base=base, config=cfg, callback=step_cb, **kw)
 
 
 def _diffir2vr_steps(o: dict) -> int:
@@ -210,11 +212,11 @@ METHODS: dict[str, Method] = {
     "admm-tv": Method(_run_admm, lambda o: o["iters"], {"iters": 40}),
     # Defaults for the bundled (small, early) prior: eta 0.8 and 20 CG steps per diffusion step,
     # started at t = 500 from the lifted measurement (measured best on bikes, see issue 4 notes).
-    "svi": Method(_diffusion("svi"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}),
-    "dds": Method(_diffusion("dds"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}),
-    "dps": Method(_diffusion("dps"), lambda o: o["steps"], {"steps": 200}),
+    "svi": Method(_diffusion("svi"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}, _setup_prior, 16),
+    "dds": Method(_diffusion("dds"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}, _setup_prior, 16),
+    "dps": Method(_diffusion("dps"), lambda o: o["steps"], {"steps": 200}, _setup_prior, 16),
     # DiffIR2VR-Zero wrapper around per-frame dds (default) or dps; released settings by default.
-    "diffir2vr": Method(_run_diffir2vr, _diffir2vr_steps, {"base": "dds"}),
+    "diffir2vr": Method(_run_diffir2vr, _diffir2vr_steps, {"base": "dds"}, _setup_prior, 30),
 }
 
 
@@ -227,19 +229,44 @@ def restore_video(
     options: dict | None = None,
     device: str | None = None,
     quiet: bool = False,
+    backend: str = "local",
+    ray: Any = None,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Restore a measurement ``y`` (pixel units) with a named method; returns ``(B,C,T,H,W)``
-    in ``[0, 1]`` on the CPU."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    m = METHODS[method]
-    o = {**m.defaults, **(options or {})}
-    dev = resolve_device(device)
-    op = op.to(dev)
-    y = y.to(dev)
-    with torch.no_grad(), progress(m.steps(o), f"{method}", quiet) as cb:
-        x = m.run(op, y, sigma_y, o, cb)
-    return x.float().cpu()
+    in ``[0, 1]`` on the CPU.
+
+    The clip is planned into temporal windows (``options["window"]``, default per method:
+    16 frames for the diffusion methods, the whole clip for cg/admm-tv), every window is solved
+    independently, and the cores are blended in window order (:mod:`.scale`). ``backend``
+    ``"local"`` solves the windows in this process; ``"ray"`` sends them to Ray actors
+    (``ray``: a :class:`~vidrestore.workflows.distributed.RayConfig`). With the same ``threads``
+    (torch CPU threads per window solve) both backends give bit-identical output.
+    """
+    from .scale import restore_windows
+
+    return restore_windows(y, op, method=method, sigma_y=sigma_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
+
+
+def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, seed: int | None = None):
+    """Read a measurement file and rebuild its operator (from ``op`` or the sidecar).
+
+    Returns ``(y, operator, sigma_y, fps)``; UserError for a missing operator or a shape that
+    the operator cannot produce.
+    """
+    meta = read_sidecar(src) or {}
+    spec = op or meta.get("op")
+    if not spec:
+        raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
+    op_seed = seed if seed is not None else int(meta.get("seed", 0))
+    s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
+    y, fps = read_video(src)
+    num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
+    operator = parse(spec, seed=op_seed, num_frames=num_frames)
+    x_shape = operator.input_shape(tuple(y.shape))
+    if tuple(operator.output_shape(x_shape)) != tuple(y.shape):
+        raise UserError(f"measurement {src} has shape {tuple(y.shape)}, which operator {spec!r} cannot produce")
+    return y, operator, s_y, fps
 
 
 def restore_file(
@@ -253,31 +280,25 @@ def restore_file(
     options: dict | None = None,
     device: str | None = None,
     quiet: bool = False,
+    backend: str = "local",
+    ray: Any = None,
+    threads: int | None = None,
 ) -> dict:
     """Restore the measurement file ``src`` into ``out``.
 
     The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
-    frame count, ``sigma_y``). Returns a summary dict (method, op, seconds, output path).
+    frame count, ``sigma_y``). ``backend``/``ray``/``threads``: see :func:`restore_video`.
+    Returns a summary dict (method, op, seconds, output path). Nothing is written when the
+    job fails.
     """
-    meta = read_sidecar(src) or {}
-    spec = op or meta.get("op")
-    if not spec:
-        raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    op_seed = seed if seed is not None else int(meta.get("seed", 0))
-    s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
-    y, fps = read_video(src)
-    num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
-    operator = parse(spec, seed=op_seed, num_frames=num_frames)
-    x_shape = operator.input_shape(tuple(y.shape))
-    if tuple(operator.output_shape(x_shape)) != tuple(y.shape):
-        raise UserError(f"measurement {src} has shape {tuple(y.shape)}, which operator {spec!r} cannot produce")
+    y, operator, s_y, fps = load_measurement(src, op=op, sigma_y=sigma_y, seed=seed)
     t0 = time.perf_counter()
-    x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet)
+    x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
     seconds = time.perf_counter() - t0
     write_video(out, x, fps)
-    return {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x.shape)}
+    return {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x.shape), "backend": backend}
 
 
 # --------------------------------------------------------------------------- eval

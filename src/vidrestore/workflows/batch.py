@@ -1,0 +1,178 @@
+"""Restore every measurement of a folder, resumably, on the local or the Ray backend.
+
+``restore_batch(IN_DIR, OUT_DIR, method=...)`` restores each measurement file of ``IN_DIR``
+(``.npz``/``.npy``/video files, each with the sidecar that ``vidrestore degrade`` wrote, or an
+explicit ``op``) into ``OUT_DIR/<stem><ext>``. The windows of all videos go through one worker
+pool (:func:`~vidrestore.workflows.scale.run_videos`), so on Ray short videos keep every
+actor busy and the prior is loaded once per actor for the whole batch.
+
+**Manifest.** ``OUT_DIR/manifest.json`` (rewritten atomically after every item) records the
+batch configuration and, per input file name, ``status`` (``done`` or ``failed``), the output,
+seconds, the configuration fingerprint and the error message of a failure. A re-run skips the
+items that are ``done`` with the same fingerprint and whose output exists, and retries the
+failed and missing ones, so an interrupted batch resumes where it stopped. Outputs are written
+atomically: an interrupted item leaves no partial file.
+
+**Failures.** An item that cannot be read, whose window fails on every retry, or whose output
+cannot be written is recorded as failed; the others go on. The summary lists the failures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..errors import UserError
+from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, write_video
+from .jobs import load_measurement
+from .progress import progress
+from .scale import make_spec, open_pool, plan_job, run_videos
+
+MANIFEST = "manifest.json"
+INPUT_EXTENSIONS = ARRAY_EXTENSIONS | VIDEO_EXTENSIONS
+OUTPUT_EXTENSIONS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".gif", ".npy", ".npz"})
+
+
+def find_inputs(in_dir: Path) -> list[Path]:
+    """Measurement files of ``in_dir`` (not recursive; hidden files and sidecars skipped), sorted."""
+    if not in_dir.is_dir():
+        raise UserError(f"input folder {in_dir} does not exist or is not a folder")
+    return sorted(p for p in in_dir.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in INPUT_EXTENSIONS)
+
+
+def _fingerprint(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    """The batch manifest of ``out_dir`` (an empty one when there is none)."""
+    path = Path(out_dir) / MANIFEST
+    if not path.exists():
+        return {"items": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read the batch manifest {path}: {e}; delete it to start over") from None
+    if not isinstance(data, dict) or not isinstance(data.get("items"), dict):
+        raise UserError(f"{path} is not a vidrestore batch manifest; delete it to start over")
+    return data
+
+
+def restore_batch(
+    in_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str = "cg",
+    options: dict | None = None,
+    op: str | None = None,
+    sigma_y: float | None = None,
+    seed: int | None = None,
+    ext: str = ".mp4",
+    device: str | None = None,
+    threads: int | None = None,
+    backend: str = "local",
+    ray: Any = None,
+    quiet: bool = False,
+    on_item: Callable[[str, str], None] | None = None,
+) -> dict:
+    """Restore every measurement in ``in_dir`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        in_dir: Folder of measurements (with sidecars unless ``op`` is given).
+        out_dir: Output folder (created); must differ from ``in_dir``.
+        method, options, device, threads: As for :func:`~vidrestore.workflows.restore_file`.
+        op, sigma_y, seed: Override the sidecars' operator, noise level and operator seed.
+        ext: Output format suffix (``.mp4``, ``.mkv``, ``.npz``, ...).
+        backend, ray: ``local`` or ``ray`` (with a
+            :class:`~vidrestore.workflows.distributed.RayConfig`).
+        quiet: No progress bar.
+        on_item: Called as ``on_item(name, status)`` (``done``/``failed``) after each item,
+            once the manifest is updated.
+
+    Returns:
+        ``{"done": [...], "skipped": [...], "failed": {name: message}, "manifest": path,
+        "seconds": s}``; names are input file names.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    ext = ext if ext.startswith(".") else "." + ext
+    if ext.lower() not in OUTPUT_EXTENSIONS:
+        raise UserError(f"--ext must be one of {', '.join(sorted(OUTPUT_EXTENSIONS))}, got {ext!r}")
+    inputs = find_inputs(in_dir)
+    if out_dir.exists() and out_dir.resolve() == in_dir.resolve():
+        raise UserError("OUT_DIR must differ from IN_DIR (outputs would be read as inputs on a re-run)")
+    stems: dict[str, str] = {}
+    for p in inputs:
+        if p.stem in stems:
+            raise UserError(f"{stems[p.stem]} and {p.name} would both be written to {p.stem}{ext}")
+        stems[p.stem] = p.name
+    spec = make_spec(method, options, device=device, threads=threads, backend=backend)
+    config = {"method": method, "options": spec.options, "op": op, "sigma_y": sigma_y, "seed": seed, "ext": ext}
+    fp = _fingerprint(config)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out_dir)
+    manifest.update({"kind": "vidrestore-batch", "vidrestore_version": __version__, "input_dir": str(in_dir), "config": config, "fingerprint": fp})
+    items: dict[str, dict] = manifest["items"]
+    mpath = out_dir / MANIFEST
+
+    def save() -> None:
+        atomic_write_text(mpath, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+    skipped, todo = [], []
+    for p in inputs:
+        rec = items.get(p.name, {})
+        out = out_dir / (p.stem + ext)
+        if rec.get("status") == "done" and rec.get("fingerprint") == fp and out.exists():
+            skipped.append(p.name)
+        else:
+            todo.append(p)
+    save()
+
+    done: list[str] = []
+    failed: dict[str, str] = {}
+    started: dict[str, float] = {}
+    fps: dict[str, float] = {}
+    t_batch = time.perf_counter()
+
+    def loader(p: Path):
+        def load():
+            started[p.name] = time.perf_counter()
+            y, operator, s_y, rate = load_measurement(p, op=op, sigma_y=sigma_y, seed=seed)
+            fps[p.name] = rate
+            return plan_job(p.name, y, operator, s_y, spec)
+
+        return load
+
+    with progress(len(todo), f"batch {method} ({backend})", quiet) as bar:
+
+        def finish(name: str, status: str, **rec) -> None:
+            items[name] = {"status": status, "fingerprint": fp, "finished": _now(), **rec}
+            save()
+            bar()
+            if on_item is not None:
+                on_item(name, status)
+
+        def on_done(name: str, x) -> None:
+            out = out_dir / (Path(name).stem + ext)
+            write_video(out, x, fps.get(name))
+            done.append(name)
+            finish(name, "done", output=out.name, seconds=round(time.perf_counter() - started.get(name, t_batch), 3), shape=list(x.shape))
+
+        def on_failed(name: str, exc: BaseException) -> None:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failed[name] = msg
+            finish(name, "failed", error=msg)
+
+        with open_pool(spec, backend, ray) as pool:
+            run_videos([(p.name, loader(p)) for p in todo], pool, on_done=on_done, on_failed=on_failed)
+
+    return {"done": done, "skipped": skipped, "failed": failed, "manifest": str(mpath), "seconds": time.perf_counter() - t_batch}

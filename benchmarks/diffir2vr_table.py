@@ -20,7 +20,7 @@ eta 0.8, 20 CG steps, started at t = 500: the ``dds`` method defaults). Rows per
   warping in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down / cosine in up);
 * ``diffir2vr-warp-half`` / ``-warp-late`` / ``-warp-all`` — the same with latent warping in the
   first half / the second half / all of the steps, bilinear (our tuning for this prior, see the
-  README);
+  README); ``-warp-late-b5``: second half, bilinear, batches of 5 frames;
 
 and on ``--ablation-task``: warping only, merging only, flow-only correspondence (down and up),
 cosine-only correspondence (down and up), all with the released settings otherwise.
@@ -56,6 +56,7 @@ def variants():
         "diffir2vr-warp-half": DiffIR2VRConfig(warp_period=(0.0, 0.5), warp_mode="bilinear"),
         "diffir2vr-warp-late": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear"),
         "diffir2vr-warp-all": DiffIR2VRConfig(warp_period=(0.0, 1.0), warp_mode="bilinear"),
+        "diffir2vr-warp-late-b5": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5),
     }
     ablation = {
         "warping only": DiffIR2VRConfig(merge=False),

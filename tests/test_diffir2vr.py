@@ -386,7 +386,7 @@ def test_cli_restore_diffir2vr(tmp_path):
     assert r.exit_code == 0, r.output
     out = tmp_path / "r.npz"
     args = ["restore", str(y_path), "-o", str(out), "-m", "diffir2vr", "--steps", "2", "--cg-steps", "2",
-            "--batch-size", "2", "--warp-period", "1", "--merge-ratio", "0.5", "-q"]
+            "--batch-size", "2", "--warp-period", "1", "--warp-mode", "bilinear", "--merge-ratio", "0.5", "-q"]
     r = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     v, _ = read_video(out)

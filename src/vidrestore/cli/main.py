@@ -117,15 +117,16 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
 @click.option("--merge-ratio", type=click.FloatRange(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
 @click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
+@click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (nearest).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, base, batch_size, keyframe, merge_ratio, warp_period, device, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
     options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
-                                 "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio, "warp_period": warp_period}.items() if v is not None}
+                                 "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio, "warp_period": warp_period, "warp_mode": warp_mode}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 

@@ -187,6 +187,7 @@ def _run_diffir2vr(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
         batch_size=int(o.get("batch_size", 10)),
         keyframe=o.get("keyframe", "middle"),
         warp_period=(0.0, float(o.get("warp_period", 0.1))),
+        warp_mode=o.get("warp_mode", "nearest"),
         merge_ratio=(float(o.get("merge_ratio", 0.9)), 0.0),
         seed=int(o.get("seed", 0)),
     )

@@ -21,11 +21,13 @@ ALLOWED = {
     "nets": L0,
     "diffusion": L0,
     "solvers": L0 | {"ops", "diffusion"},
+    # DiffIR2VR-Zero wrapper (solvers level): flow + the ADM attention type + the solvers' hooks.
+    "consistency": L0 | {"ops", "flow", "nets", "diffusion", "solvers"},
     "checkpoint": L0 | {"nets"},
     "data": L0 | {"ops", "io"},
     "priors": L0 | {"nets", "diffusion", "checkpoint"},
     "train": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors"},
-    "workflows": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors", "train"},
+    "workflows": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors", "train", "consistency"},
     "cli": None,  # top layer: anything
 }
 

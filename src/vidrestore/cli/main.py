@@ -99,7 +99,7 @@ def _backend(backend, address, workers, threads, retries):
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, pvdnet (blind video deblurring, no --op).")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op).")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
 @click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
@@ -114,14 +114,22 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--weights", default=None, help="pvdnet: weight folder (default: the shipped small model).")
 @click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
+@click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (10).")
+@click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
+@click.option("--merge-ratio", type=click.FloatRange(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
+@click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
+@click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (nearest).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, device, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap, "weights": weights, "flow": flow}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
+                                 "weights": weights, "flow": flow, "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
+                                 "warp_period": warp_period, "warp_mode": warp_mode}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 

@@ -8,7 +8,7 @@ Layering: imports only :mod:`vidrestore.errors`, :mod:`vidrestore.tensor`,
 :mod:`vidrestore.linalg`, torch, numpy and OpenCV.
 """
 
-from .consistency import fb_consistency
+from .consistency import fb_confidence, fb_consistency
 from .estimators import (
     DIS_PRESETS,
     FlowEstimator,
@@ -19,16 +19,20 @@ from .estimators import (
     get_flow_estimator,
     to_gray_u8,
 )
+from .pair import FlowPair, flow_pair
 from .warp import check_flow, flow_grid, resize_flow, warp
 
 __all__ = [
     "DIS_PRESETS",
     "FlowEstimator",
+    "FlowPair",
     "check_flow",
     "dis_flow",
     "estimate_flow",
     "farneback_flow",
+    "fb_confidence",
     "fb_consistency",
+    "flow_pair",
     "flow_estimators",
     "flow_grid",
     "get_flow_estimator",

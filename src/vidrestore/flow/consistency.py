@@ -12,7 +12,7 @@ import torch
 from ..errors import UserError
 from .warp import check_flow, warp
 
-__all__ = ["fb_consistency"]
+__all__ = ["fb_confidence", "fb_consistency"]
 
 
 def fb_consistency(
@@ -63,3 +63,28 @@ def fb_consistency(
         mask = mask * valid
         confidence = confidence * valid
     return mask, confidence
+
+
+def fb_confidence(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
+    """Soft forward–backward confidence ``exp(-||f + b̂||₂)`` (DiffIR2VR-Zero's flow score).
+
+    Yeh et al., "DiffIR2VR-Zero: Zero-Shot Video Restoration with Diffusion-based Image
+    Restoration Models" (arXiv 2407.01519), Eq. 5: the token-merging confidence of a flow
+    correspondence. The released code uses the *un-squared* L2 norm of the round-trip
+    residual, which is what this function returns (the paper writes the squared norm).
+
+    Args:
+        flow_fw: ``(B, 2, H, W)`` flow of frame A towards B (``estimate_flow(A, B)``).
+        flow_bw: ``(B, 2, H, W)`` flow of frame B towards A (``estimate_flow(B, A)``).
+
+    Returns:
+        ``(B, 1, H, W)`` confidence in ``(0, 1]`` on A's grid (1 = perfect round trip).
+    """
+    check_flow(flow_fw, "flow_fw")
+    check_flow(flow_bw, "flow_bw")
+    if flow_fw.shape != flow_bw.shape:
+        raise UserError(
+            f"flow_fw and flow_bw shapes differ: {tuple(flow_fw.shape)} vs {tuple(flow_bw.shape)}"
+        )
+    bw_warped = warp(flow_bw, flow_fw, padding_mode="border")
+    return torch.exp(-(flow_fw + bw_warped).square().sum(1, keepdim=True).sqrt())

@@ -50,6 +50,7 @@ DATA_STEPS = ("cg", "gd")
 SPACINGS = ("leading", "trailing")
 
 Callback = Callable[[dict], None]
+X0Hook = Callable[[dict], torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------
@@ -192,6 +193,7 @@ def solve_svi(
     cg_tol: float = 1e-6,
     spacing: str = "leading",
     clip_x0: bool = False,
+    x0_hook: X0Hook | None = None,
 ) -> torch.Tensor:
     """Batch-consistent diffusion sampling with a video-level CG data step (SVI).
 
@@ -247,6 +249,12 @@ def solve_svi(
             imperfect prior at high ``t`` (where ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``
             amplifies errors of ``eps`` by ``1 / sqrt(abar)``, ~90 at ``t = 950``) can otherwise
             drive a small-``eta`` run off the data manifold.
+        x0_hook: Optional ``x0_hook(info) -> x0`` called once per step on the network's
+            Tweedie estimate, before the data step, with ``info = dict(i, t, num_steps, x, x0,
+            eps)`` (model space, padded grid). The returned tensor (same shape) replaces ``x0``
+            as the warm start and prior term of the data step; ``eps`` is kept (the DDS form).
+            Used by video-consistency wrappers such as DiffIR2VR-Zero's latent warping (:mod:`vidrestore.consistency`). ``None`` (default) leaves the sampler
+            unchanged, bit for bit.
 
     Returns:
         The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
@@ -303,6 +311,8 @@ def solve_svi(
             if clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)
                 eps = eps_from_x0(x, x0, abar_at(acp, t, x))
+            if x0_hook is not None:
+                x0 = x0_hook(dict(i=i, t=t, num_steps=len(ts), x=x, x0=x0, eps=eps))
             # 3. Stack the frames into the video, in pixel space (not clipped unless clip_x0).
             v = to_pixel(x0)
             # 4. Video-level data consistency, warm-started at the Tweedie video.
@@ -354,6 +364,7 @@ def solve_dps(
     frame_ids: Sequence[int] | None = None,
     multiple: int | None = None,
     spacing: str = "leading",
+    x0_hook: X0Hook | None = None,
 ) -> torch.Tensor:
     """Diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1, Gaussian noise).
 
@@ -384,6 +395,10 @@ def solve_dps(
         frame_ids: Absolute frame indices (per-frame noise seeds), as in :func:`solve_svi`.
         multiple: Override the prior's size multiple.
         spacing: Timestep spacing, see :func:`sampling_timesteps`.
+        x0_hook: Optional ``x0_hook(info) -> x0`` (``info = dict(i, t, num_steps, x, x0,
+            eps)``, model space) called after the measurement gradient is taken and before
+            the ancestral step; the returned tensor replaces ``x0`` in that step (``eps`` is
+            kept). ``None`` (default) leaves the sampler unchanged, bit for bit.
 
     Returns:
         The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
@@ -416,6 +431,8 @@ def solve_dps(
             loss = (norm**2 * (zeta / norm.detach().clamp_min(tiny))).sum()
             (grad,) = torch.autograd.grad(loss, x_in)
         eps, x0 = eps.detach(), x0.detach()
+        if x0_hook is not None:
+            x0 = x0_hook(dict(i=i, t=t, num_steps=len(ts), x=x, x0=x0, eps=eps))
         if callback is not None:
             callback(dict(i=i, t=t, x=x, x0=x0, residual=norm.detach()))
         # 2. Ancestral step (DDPM posterior; fresh noise except at the last step).

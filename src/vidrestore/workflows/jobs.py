@@ -174,6 +174,40 @@ def _diffusion(kind: str):
     return run
 
 
+def _run_diffir2vr(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
+    """DiffIR2VR-Zero (Yeh et al., arXiv 2407.01519) around a per-frame base solver (dds or dps)
+    with the bundled prior, on one clip or one temporal window (windows: 30 frames by default)."""
+    from ..consistency import DiffIR2VRConfig, solve_diffir2vr
+
+    base = o.get("base", "dds")
+    if base not in ("dds", "dps"):
+        raise UserError(f"--base must be dds or dps, got {base!r}")
+    prior = (state or _setup_prior(o, y.device))["prior"]
+    cfg = DiffIR2VRConfig(
+        batch_size=int(o.get("batch_size", 10)),
+        keyframe=o.get("keyframe", "middle"),
+        warp_period=(0.0, float(o.get("warp_period", 0.1))),
+        warp_mode=o.get("warp_mode", "nearest"),
+        merge_ratio=(float(o.get("merge_ratio", 0.9)), 0.0),
+        seed=int(o.get("seed", 0)),
+    )
+    kw = {"steps": _diffir2vr_steps(o), "sigma_y": sigma_y, "seed": o.get("seed", 0), "frame_ids": frame_ids}
+    if base == "dps":
+        kw["zeta"] = o.get("zeta", 1.0)
+    else:
+        kw.update(eta=o.get("eta", 0.8), cg_steps=o.get("cg_steps", 20), t_start=o.get("t_start", 500))
+
+    def step_cb(info):
+        if "i" in info:
+            callback(info)
+
+    return solve_diffir2vr(prior, op, y, base=base, config=cfg, callback=step_cb, **kw)
+
+
+def _diffir2vr_steps(o: dict) -> int:
+    return int(o.get("steps") or (200 if o.get("base") == "dps" else 20))
+
+
 METHODS: dict[str, Method] = {
     "cg": Method(_run_cg, lambda o: o["iters"], {"iters": 50}),
     "admm-tv": Method(_run_admm, lambda o: o["iters"], {"iters": 40}),
@@ -182,6 +216,8 @@ METHODS: dict[str, Method] = {
     "svi": Method(_diffusion("svi"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}, _setup_prior, 16),
     "dds": Method(_diffusion("dds"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500}, _setup_prior, 16),
     "dps": Method(_diffusion("dps"), lambda o: o["steps"], {"steps": 200}, _setup_prior, 16),
+    # DiffIR2VR-Zero wrapper around per-frame dds (default) or dps; released settings by default.
+    "diffir2vr": Method(_run_diffir2vr, _diffir2vr_steps, {"base": "dds"}, _setup_prior, 30),
 }
 
 

@@ -21,6 +21,9 @@ DEMO_OP = "tblur:uniform:7:circular,sr:4"
 # in about two minutes on 2 CPU cores (the issue-4 budget is 3 minutes).
 DEMO_RESIZE = (136, 320)
 DEMO_METHODS = ("cg", "svi")
+# SVI starts at t = 500 from the lifted measurement (the `restore` default); 10 steps instead of
+# 20 halve the time (bikes, 136x320: 34.57 dB in 115 s vs 35.26 dB in 235 s, CG 33.94 dB).
+DEMO_OPTIONS = {"svi": {"steps": 10}}
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -81,13 +84,15 @@ def run_demo(
     sigma_y: float = 0.0,
     seed: int = 0,
     methods: tuple[str, ...] = DEMO_METHODS,
+    options: dict[str, dict] | None = None,
     device: str | None = None,
     quiet: bool = False,
     log=print,
 ) -> dict:
     """Degrade ``frames`` frames of a bundled real clip with ``op`` (after resizing frames to
     ``resize`` and centre-cropping ``crop``; ``None`` keeps the frame), restore them with each
-    method (default: ``cg`` and SVI with the bundled prior), and write to ``out_dir``: ``gt.npz``, ``degraded.npz`` (+ sidecar), ``restored.mp4``
+    method (default: ``cg`` and SVI with the bundled prior; per-method ``options`` override
+    :data:`DEMO_OPTIONS`), and write to ``out_dir``: ``gt.npz``, ``degraded.npz`` (+ sidecar), ``restored.mp4``
     (best method), ``comparison.png`` (ground truth | degraded | restored), ``psnr_per_frame.png``
     and ``metrics.json``. Returns the metrics dictionary."""
     from .jobs import METHODS
@@ -117,7 +122,8 @@ def run_demo(
     results["degraded"]["seconds"] = 0.0
     for name in methods:
         t0 = time.perf_counter()
-        xr = restore_video(y, operator, method=name, sigma_y=sigma_y, device=device, quiet=quiet)
+        opts = (DEMO_OPTIONS if options is None else options).get(name)
+        xr = restore_video(y, operator, method=name, sigma_y=sigma_y, options=opts, device=device, quiet=quiet)
         sec = time.perf_counter() - t0
         videos[name] = xr
         results[name] = video_metrics(xr, x, ref_flows=ref_flows)

@@ -442,3 +442,21 @@ def test_solver_layer_imports():
                     assert node.module.split(".")[0] in allowed_abs, (path.name, node.module)
                 else:
                     assert (node.module or "").split(".")[0] in allowed_rel, (path.name, node.module)
+
+
+def test_restore_passes_gamma_to_the_noisy_data_step():
+    # `restore -m svi --gamma G` must reach the DDS step (I + G A^T A) v = x0 + G A^T y: with
+    # sigma_y > 0 a larger data weight pulls the result closer to the measurement.
+    from vidrestore.ops import measure, parse
+    from vidrestore.workflows.jobs import METHODS, restore_video
+
+    assert METHODS["svi"].defaults["gamma"] == 10.0
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 8, 16, 16, generator=g)
+    op = parse("tblur:uniform:3:circular", num_frames=8)
+    y = measure(op, x, 0.05, torch.Generator().manual_seed(1))
+    res = {}
+    for gamma in (0.1, 10.0):
+        out = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, "gamma": gamma}, quiet=True)
+        res[gamma] = float((op.A(out) - y).pow(2).mean())
+    assert res[10.0] < 0.5 * res[0.1]

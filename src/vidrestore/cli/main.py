@@ -110,6 +110,7 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
 @click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
+@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=None, help="svi/dds with --sigma-y > 0: data weight of the DDS step (10).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--weights", default=None, help="pvdnet: weight folder (default: the shipped small model).")
@@ -123,11 +124,11 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "gamma": gamma, "window": window, "overlap": overlap,
                                  "weights": weights, "flow": flow, "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
                                  "warp_period": warp_period, "warp_mode": warp_mode}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))

@@ -14,6 +14,7 @@ from vidrestore.checkpoint import from_pretrained
 from vidrestore.data.images import ImageCropDataset
 from vidrestore.diffusion.schedules import alphas_cumprod, linear_betas
 from vidrestore.train.ema import EMA
+from vidrestore.errors import UserError
 from vidrestore.train.prior import build_prior_net, eps_loss, sample_timesteps, train_prior
 
 TINY = dict(model_channels=32, channel_mult=(1, 1), num_res_blocks=1, attention_resolutions=(2,), num_head_channels=32)
@@ -106,3 +107,26 @@ def test_ema_warmup_and_copy():
     target = torch.nn.Linear(2, 2)
     ema.copy_to(target)
     assert not torch.equal(target.weight, net.weight)
+
+
+def test_bf16_autocast_loss_close_and_trains(data_dir, tmp_path):
+    """bf16 autocast: the loss agrees with float32 to bf16 precision, training runs and weights stay float32."""
+    torch.manual_seed(0)
+    net = build_prior_net(16, TINY)
+    abar = alphas_cumprod(linear_betas(1000)).float()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
+    t = sample_timesteps(4, g)
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        ref = float(eps_loss(net, x0, t, noise, abar))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = eps_loss(net, x0, t, noise, abar)
+    assert low.dtype == torch.float32
+    assert abs(float(low) - ref) < 0.03 * ref
+    out = tmp_path / "bf16"
+    train_prior(data_dir, out, steps=2, batch=2, size=16, net_kwargs=TINY, progress=False, amp="bf16")
+    sd = load_file(str(out / "checkpoint" / "model.safetensors"))
+    assert all(v.dtype == torch.float32 for v in sd.values())
+    with pytest.raises(UserError):
+        train_prior(data_dir, out, steps=1, batch=2, size=16, net_kwargs=TINY, progress=False, amp="fp8")

@@ -307,12 +307,13 @@ def train():
 @click.option("--seed", type=int, default=0, help="Seed of initialisation and of the data order.")
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--amp", type=click.Choice(["none", "bf16"]), default="none", help="bf16: bfloat16 autocast forward (about 1.6x faster on AVX512-BF16 CPUs).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same data order).")
-def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, threads, resume):
+def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, threads, amp, resume):
     """Train the image diffusion prior (eps-prediction ADM UNet, linear schedule) with EMA."""
     from ..train.prior import train_prior
 
-    train_prior(data, out_dir, steps=steps, batch=batch, size=size, lr=lr, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+    train_prior(data, out_dir, steps=steps, batch=batch, size=size, lr=lr, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume, amp=amp)
 
 
 @train.command(name="bimnet")

@@ -119,7 +119,7 @@ def eps_loss(net: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Ten
     a = append_dims(abar.to(x0.dtype)[t], x0.ndim)
     xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
     pred = net(xt, t)[:, : x0.shape[1]]
-    return F.mse_loss(pred, noise)
+    return F.mse_loss(pred.float(), noise)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -189,6 +189,7 @@ def train_prior(
     log_every: int = 10,
     progress: bool = True,
     dataset: Any = None,
+    amp: str = "none",
 ) -> ADMUNet:
     """Train an ε-prediction ADM UNet prior on random crops (see the module docstring).
 
@@ -210,12 +211,18 @@ def train_prior(
         progress: Print log lines to stdout.
         dataset: Optional ready-made object with ``batch(index, batch_size) -> [B, 3, size, size]``
             in ``[0, 1]`` (overrides ``data_dir``; used by tests).
+        amp: ``"none"`` (float32) or ``"bf16"``: run the forward pass under bfloat16 autocast
+            (weights, optimiser state and the loss stay float32). On CPUs with AVX512-BF16 this is
+            about 1.6x faster per step (measured on this project's 2-core AMD EPYC, batch 16 at 64²).
+            Switching between values on resume is allowed.
 
     Returns:
         The trained network (raw weights; the EMA weights are in ``out_dir/prior``).
     """
     if steps < 0 or batch < 1 or ckpt_every < 1 or log_every < 1:
         raise UserError("steps must be >= 0 and batch, ckpt_every, log_every >= 1")
+    if amp not in ("none", "bf16"):
+        raise UserError(f"amp must be 'none' or 'bf16', not {amp!r}")
     if num_threads:
         torch.set_num_threads(int(num_threads))
     out = Path(out_dir)
@@ -265,7 +272,7 @@ def train_prior(
         say(f"[prior] data: {len(dataset.files)} files, {len(dataset)} entries, "
             f"{dataset.nbytes / 1e6:.0f} MB, loaded in {time.time() - t0:.1f}s")
     say(f"[prior] net: {n_params / 1e6:.2f} M parameters; steps {start} -> {steps}, batch {batch}, "
-        f"size {size}, threads {torch.get_num_threads()}")
+        f"size {size}, threads {torch.get_num_threads()}, amp {amp}")
 
     def trainer_state(step: int) -> dict:
         return {
@@ -293,7 +300,9 @@ def train_prior(
         t = sample_timesteps(batch, gen)
         noise = torch.randn(x0.shape, generator=gen)
         # 2. Loss, backward, clipped AdamW step, EMA update.
-        loss = eps_loss(net, x0, t, noise, abar)
+        device_type = next(net.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=(amp == "bf16")):
+            loss = eps_loss(net, x0, t, noise, abar)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

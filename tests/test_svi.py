@@ -460,3 +460,25 @@ def test_restore_passes_gamma_to_the_noisy_data_step():
         out = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, "gamma": gamma}, quiet=True)
         res[gamma] = float((op.A(out) - y).pow(2).mean())
     assert res[10.0] < 0.5 * res[0.1]
+
+
+def test_restore_precision_bf16_is_close_to_fp32_and_bad_names_fail():
+    # --precision bf16 casts the prior's weights to bfloat16: the restored video stays within a
+    # small distance of the float32 one (same seed), and an unknown name is a one-line UserError.
+    from vidrestore.metrics import psnr
+    from vidrestore.ops import measure, parse
+    from vidrestore.workflows.jobs import restore_video
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 4, 16, 16, generator=g)
+    op = parse("sr:2", num_frames=4)
+    y = measure(op, x, 0.0, torch.Generator().manual_seed(1))
+    out = {p: restore_video(y, op, method="svi", options={"steps": 3, "precision": p}, quiet=True) for p in ("fp32", "bf16")}
+    assert not torch.equal(out["fp32"], out["bf16"])  # the option reaches the prior
+    assert float(psnr(out["bf16"], out["fp32"])) > 35.0
+    # data consistency holds in both precisions (the CG data step runs in float32; the output
+    # clamp to [0, 1] leaves a few pixels off)
+    for p in out:
+        assert float((op.A(out[p]) - y).abs().mean()) < 0.005
+    with pytest.raises(UserError, match="precision"):
+        restore_video(y, op, method="svi", options={"steps": 1, "precision": "int8"}, quiet=True)

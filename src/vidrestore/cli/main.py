@@ -122,15 +122,16 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
 @click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (nearest).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs; fp16 for CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, precision, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
     options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "gamma": gamma, "window": window, "overlap": overlap,
                                  "weights": weights, "flow": flow, "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
-                                 "warp_period": warp_period, "warp_mode": warp_mode}.items() if v is not None}
+                                 "warp_period": warp_period, "warp_mode": warp_mode, "precision": precision}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 
@@ -153,13 +154,14 @@ def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, 
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, quiet, backend, address, workers, threads, retries):
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, precision, quiet, backend, address, workers, threads, retries):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap, "precision": precision}.items() if v is not None}
     r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, ext=ext, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
     click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
     for name, msg in r["failed"].items():
@@ -210,14 +212,15 @@ def ops():
 @click.option("--sigma-y", type=float, default=0.0)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="dtype of the prior's weights (bf16: ~2x faster on AVX512-BF16 CPUs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, quiet):
+def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, precision, quiet):
     """Degrade a bundled real clip, restore it and report PSNR/SSIM/warping error."""
     from ..workflows.demo import DEMO_OP, run_demo
 
     resize_hw = None if str(resize).lower() == "none" else _size(resize, "--resize")
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, quiet=quiet, log=click.echo)
+    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, precision=precision, quiet=quiet, log=click.echo)
 
 
 @cli.command(name="sample-prior")

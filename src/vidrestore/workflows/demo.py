@@ -86,6 +86,7 @@ def run_demo(
     methods: tuple[str, ...] = DEMO_METHODS,
     options: dict[str, dict] | None = None,
     device: str | None = None,
+    precision: str = "fp32",
     quiet: bool = False,
     log=print,
 ) -> dict:
@@ -94,7 +95,8 @@ def run_demo(
     method (default: ``cg`` and SVI with the bundled prior; per-method ``options`` override
     :data:`DEMO_OPTIONS`), and write to ``out_dir``: ``gt.npz``, ``degraded.npz`` (+ sidecar), ``restored.mp4``
     (best method), ``comparison.png`` (ground truth | degraded | restored), ``psnr_per_frame.png``
-    and ``metrics.json``. Returns the metrics dictionary."""
+    and ``metrics.json``. ``precision`` (``fp32``, ``bf16``, ``fp16``) is the dtype of the
+    diffusion prior's weights. Returns the metrics dictionary."""
     from .jobs import METHODS
 
     unknown = [m for m in methods if m not in METHODS]
@@ -122,7 +124,9 @@ def run_demo(
     results["degraded"]["seconds"] = 0.0
     for name in methods:
         t0 = time.perf_counter()
-        opts = (DEMO_OPTIONS if options is None else options).get(name)
+        opts = dict((DEMO_OPTIONS if options is None else options).get(name) or {})
+        if precision != "fp32":
+            opts["precision"] = precision
         xr = restore_video(y, operator, method=name, sigma_y=sigma_y, options=opts, device=device, quiet=quiet)
         sec = time.perf_counter() - t0
         videos[name] = xr

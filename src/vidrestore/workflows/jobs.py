@@ -140,10 +140,24 @@ def _run_admm(op, y, sigma_y, o, callback):
     return solve_admm_tv(op, y, lam=lam, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
 
 
+#: ``--precision`` names and the prior's parameter dtype. bf16 runs the bundled prior about 2x
+#: faster on CPUs with AVX512-BF16 (the ε error is ~0.004 RMS; see the README's precision note);
+#: fp16 is meant for CUDA.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def prior_dtype(precision: str | None) -> torch.dtype:
+    """dtype for a ``--precision`` name (``None``: float32); UserError for unknown names."""
+    name = precision or "fp32"
+    if name not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    return PRECISIONS[name]
+
+
 def _setup_prior(o, device):
     from ..priors import load_prior
 
-    return {"prior": load_prior(o.get("prior", "default"), device=device)}
+    return {"prior": load_prior(o.get("prior", "default"), device=device, dtype=prior_dtype(o.get("precision")))}
 
 
 def _diffusion(kind: str):

@@ -37,7 +37,7 @@ import torch
 from ..errors import UserError
 from ..ops.base import LinearOperator
 from ..solvers.windows import WindowedProblem
-from .jobs import METHODS, resolve_device
+from .jobs import METHODS, prior_dtype, resolve_device
 from .progress import progress
 
 #: Environment variable of the fault-injection test hook (JSON, see :meth:`WindowWorker._fault`).
@@ -79,6 +79,8 @@ def make_spec(method: str, options: dict | None = None, *, device: str | None = 
     if backend == "local":  # remote workers may have GPUs that this machine lacks
         resolve_device(device)
     o = {**METHODS[method].defaults, **(options or {})}
+    if "precision" in o:
+        prior_dtype(o["precision"])
     return WorkerSpec(method, o, device or "cpu", None if threads is None else int(threads), os.environ.get(FAULT_ENV) or None)
 
 

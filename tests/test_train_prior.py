@@ -130,3 +130,19 @@ def test_bf16_autocast_loss_close_and_trains(data_dir, tmp_path):
     assert all(v.dtype == torch.float32 for v in sd.values())
     with pytest.raises(UserError):
         train_prior(data_dir, out, steps=1, batch=2, size=16, net_kwargs=TINY, progress=False, amp="fp8")
+
+
+def test_lr_schedule_constant_then_cosine_to_a_tenth(data_dir, tmp_path):
+    from vidrestore.train.prior import lr_at
+
+    assert lr_at(0, 100, 1e-3, 0) == lr_at(99, 100, 1e-3, 0) == 1e-3
+    assert lr_at(79, 100, 1e-3, 20) == 1e-3
+    vals = [lr_at(s, 100, 1e-3, 20) for s in range(80, 100)]
+    assert all(a > b for a, b in zip(vals, vals[1:]))
+    assert abs(vals[-1] - 1e-4) < 1e-12
+    out = tmp_path / "decay"
+    train_prior(data_dir, out, steps=3, batch=2, size=16, net_kwargs=TINY, progress=False, log_every=1, decay_steps=2)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([3e-4, lr_at(1, 3, 3e-4, 2), 3e-5])
+    with pytest.raises(UserError):
+        train_prior(data_dir, out, steps=3, batch=2, size=16, net_kwargs=TINY, progress=False, decay_steps=-1)

@@ -75,14 +75,20 @@ def test_train_files_and_exact_resume(data_dir, tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3]
 
 
-def test_loss_decreases_on_fixed_batch():
+def _tiny_problem(data_seed):
+    """A seeded tiny prior net, the linear schedule and one batch (x0, t, noise)."""
     torch.manual_seed(0)
     net = build_prior_net(16, TINY)
     abar = alphas_cumprod(linear_betas(1000)).float()
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(data_seed)
     x0 = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
     t = sample_timesteps(4, g)
     noise = torch.randn(x0.shape, generator=g)
+    return net, abar, x0, t, noise
+
+
+def test_loss_decreases_on_fixed_batch():
+    net, abar, x0, t, noise = _tiny_problem(0)
     assert (t[2:] < 300).all()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
     with torch.no_grad():
@@ -111,13 +117,7 @@ def test_ema_warmup_and_copy():
 
 def test_bf16_autocast_loss_close_and_trains(data_dir, tmp_path):
     """bf16 autocast: the loss agrees with float32 to bf16 precision, training runs and weights stay float32."""
-    torch.manual_seed(0)
-    net = build_prior_net(16, TINY)
-    abar = alphas_cumprod(linear_betas(1000)).float()
-    g = torch.Generator().manual_seed(1)
-    x0 = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
-    t = sample_timesteps(4, g)
-    noise = torch.randn(x0.shape, generator=g)
+    net, abar, x0, t, noise = _tiny_problem(1)
     with torch.no_grad():
         ref = float(eps_loss(net, x0, t, noise, abar))
         with torch.autocast("cpu", dtype=torch.bfloat16):

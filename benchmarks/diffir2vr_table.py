@@ -12,18 +12,25 @@ requested height, centre-cropped to ``--size``. Tasks (pixel units, noise seed =
 * ``sr4n`` — x4 SR with Gaussian noise sigma_y = 0.02;
 * ``dn``   — denoising (identity operator), sigma_y = 0.1.
 
-Base restorer: our per-frame DDS (``solve_dds`` with the bundled prior, ``--steps`` steps,
-eta 0.8, 20 CG steps, started at t = 500: the ``dds`` method defaults). Rows per task:
+Base restorer: our per-frame DDS (``solve_dds`` with the bundled prior, ``--steps`` steps) with
+the ``vidrestore restore -m diffir2vr`` base settings ``DIFFIR2VR_BASE`` (eta 0.8, 20 CG steps,
+t_start 100, noisy data weight gamma 0.3 (sigma_t / sigma_y)^2; picked on ``bigbuckbunny`` by
+``diffir2vr_base_sweep.py``), overridable with ``--t-start``, ``--gamma``, ``--gamma-schedule``,
+``--cg-steps``; the same base for every row. Rows per task (``--methods`` picks a subset):
 
 * ``frame-by-frame`` — the base alone;
-* ``diffir2vr`` — the wrapper with the released settings (batch 10, middle keyframe, latent
-  warping in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down / cosine in up);
-* ``diffir2vr-warp-half`` / ``-warp-late`` / ``-warp-all`` — the same with latent warping in the
-  first half / the second half / all of the steps, bilinear (our tuning for this prior, see the
-  README); ``-warp-late-b5``: second half, bilinear, batches of 5 frames;
+* ``diffir2vr-paper`` — the wrapper with the released settings (batch 10, middle keyframe, latent
+  warping (replacement) in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down /
+  cosine in up);
+* ``diffir2vr`` — the library / CLI defaults: batch 5, warping in the second half of the steps,
+  bilinear, warp strength 0.1 (picked on ``bigbuckbunny``, ``results/diffir2vr_tune_bbb.md``);
+* ``diffir2vr-warp-half`` / ``-warp-late`` / ``-warp-all`` (batch 10) and ``-warp-late-b5``
+  (batch 5): replacement (strength 1) in the first half / second half / all of the steps,
+  bilinear; ``-aX`` suffixes: warp strength X;
 
 and on ``--ablation-task``: warping only, merging only, flow-only correspondence (down and up),
-cosine-only correspondence (down and up), all with the released settings otherwise.
+cosine-only correspondence (down and up) with our defaults otherwise, and warping only / merging
+only with the released settings.
 
 Columns: PSNR, SSIM (mean over frames), warping error E_warp (Lai et al. 2018, flows and
 occlusion masks on the ground truth, x 1e-3, same convention as the paper's E*warp), wall seconds

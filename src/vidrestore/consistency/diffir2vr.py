@@ -153,8 +153,8 @@ class DiffIR2VRConfig:
 def frame_batches(num_frames: int, batch_size: int) -> list[list[int]]:
     """Consecutive non-overlapping batches; a tail of <= 2 frames joins the previous batch.
 
-    >>> frame_batches(23, 10)
-    [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]]
+    >>> frame_batches(22, 10)
+    [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]]
     >>> [len(b) for b in frame_batches(16, 10)]
     [10, 6]
     """

@@ -12,18 +12,25 @@ requested height, centre-cropped to ``--size``. Tasks (pixel units, noise seed =
 * ``sr4n`` — x4 SR with Gaussian noise sigma_y = 0.02;
 * ``dn``   — denoising (identity operator), sigma_y = 0.1.
 
-Base restorer: our per-frame DDS (``solve_dds`` with the bundled prior, ``--steps`` steps,
-eta 0.8, 20 CG steps, started at t = 500: the ``dds`` method defaults). Rows per task:
+Base restorer: our per-frame DDS (``solve_dds`` with the bundled prior, ``--steps`` steps) with
+the ``vidrestore restore -m diffir2vr`` base settings ``DIFFIR2VR_BASE`` (eta 0.8, 20 CG steps,
+t_start 100, noisy data weight gamma 0.3 (sigma_t / sigma_y)^2; picked on ``bigbuckbunny`` by
+``diffir2vr_base_sweep.py``), overridable with ``--t-start``, ``--gamma``, ``--gamma-schedule``,
+``--cg-steps``; the same base for every row. Rows per task (``--methods`` picks a subset):
 
 * ``frame-by-frame`` — the base alone;
-* ``diffir2vr`` — the wrapper with the released settings (batch 10, middle keyframe, latent
-  warping in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down / cosine in up);
-* ``diffir2vr-warp-half`` / ``-warp-late`` / ``-warp-all`` — the same with latent warping in the
-  first half / the second half / all of the steps, bilinear (our tuning for this prior, see the
-  README); ``-warp-late-b5``: second half, bilinear, batches of 5 frames;
+* ``diffir2vr-paper`` — the wrapper with the released settings (batch 10, middle keyframe, latent
+  warping (replacement) in the first 10 % of steps, nearest; HS-ToMe r 0.9 -> 0, flow in down /
+  cosine in up);
+* ``diffir2vr`` — the library / CLI defaults: batch 5, warping in the second half of the steps,
+  bilinear, warp strength 0.1 (picked on ``bigbuckbunny``, ``results/diffir2vr_tune_bbb.md``);
+* ``diffir2vr-warp-half`` / ``-warp-late`` / ``-warp-all`` (batch 10) and ``-warp-late-b5``
+  (batch 5): replacement (strength 1) in the first half / second half / all of the steps,
+  bilinear; ``-aX`` suffixes: warp strength X;
 
 and on ``--ablation-task``: warping only, merging only, flow-only correspondence (down and up),
-cosine-only correspondence (down and up), all with the released settings otherwise.
+cosine-only correspondence (down and up) with our defaults otherwise, and warping only / merging
+only with the released settings.
 
 Columns: PSNR, SSIM (mean over frames), warping error E_warp (Lai et al. 2018, flows and
 occlusion masks on the ground truth, x 1e-3, same convention as the paper's E*warp), wall seconds
@@ -47,22 +54,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TASKS = {"sr4": ("sr:4", 0.0), "sr4n": ("sr:4", 0.02), "dn": ("id", 0.1)}
 
 
+from vidrestore.consistency.diffir2vr import PAPER_SETTINGS as PAPER  # noqa: E402  released settings
+
+
 def variants():
     from vidrestore.consistency import DiffIR2VRConfig
 
     main = {
         "frame-by-frame": DiffIR2VRConfig(enabled=False),
-        "diffir2vr": DiffIR2VRConfig(),
-        "diffir2vr-warp-half": DiffIR2VRConfig(warp_period=(0.0, 0.5), warp_mode="bilinear"),
-        "diffir2vr-warp-late": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear"),
-        "diffir2vr-warp-all": DiffIR2VRConfig(warp_period=(0.0, 1.0), warp_mode="bilinear"),
-        "diffir2vr-warp-late-b5": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5),
+        "diffir2vr-paper": DiffIR2VRConfig(**PAPER),
+        "diffir2vr": DiffIR2VRConfig(),  # the library / CLI defaults
+        "diffir2vr-warp-half": DiffIR2VRConfig(warp_strength=1.0, warp_period=(0.0, 0.5), warp_mode="bilinear", batch_size=10),
+        "diffir2vr-warp-late": DiffIR2VRConfig(warp_strength=1.0, warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=10),
+        "diffir2vr-warp-all": DiffIR2VRConfig(warp_strength=1.0, warp_period=(0.0, 1.0), warp_mode="bilinear", batch_size=10),
+        "diffir2vr-warp-late-b5": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5, warp_strength=1.0),
+        "diffir2vr-warp-late-b5-a0.5": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5, warp_strength=0.5),
+        "diffir2vr-warp-late-b5-a0.2": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5, warp_strength=0.2),
+        "diffir2vr-warp-late-b5-a0.1": DiffIR2VRConfig(warp_period=(0.5, 1.0), warp_mode="bilinear", batch_size=5, warp_strength=0.1),
+        "diffir2vr-warp-all-b5-a0.5": DiffIR2VRConfig(warp_period=(0.0, 1.0), warp_mode="bilinear", batch_size=5, warp_strength=0.5),
     }
     ablation = {
         "warping only": DiffIR2VRConfig(merge=False),
         "merging only": DiffIR2VRConfig(warp=False),
         "flow-only corr.": DiffIR2VRConfig(down_match="flow", up_match="flow"),
         "cosine-only corr.": DiffIR2VRConfig(down_match="cos", up_match="cos"),
+        "paper: warping only": DiffIR2VRConfig(merge=False, **PAPER),
+        "paper: merging only": DiffIR2VRConfig(warp=False, **PAPER),
     }
     return main, ablation
 
@@ -92,6 +109,11 @@ def main():
     ap.add_argument("--tasks", default="sr4,sr4n,dn")
     ap.add_argument("--ablation-task", default="sr4")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--start", type=int, default=0, help="First frame of the clip.")
+    ap.add_argument("--t-start", type=int, default=None, help="Base DDS start time (default: the diffir2vr base default).")
+    ap.add_argument("--gamma", type=float, default=None, help="Base DDS data weight (default: the diffir2vr base default).")
+    ap.add_argument("--gamma-schedule", default=None, help="const or sigma (default: the diffir2vr base default).")
+    ap.add_argument("--cg-steps", type=int, default=None, help="Base DDS CG iterations (default: the diffir2vr base default).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--methods", default=None, help="Comma-separated subset of the rows to run (default: all).")
@@ -116,10 +138,10 @@ def main():
     from vidrestore.priors import load_prior
 
     h, w = (int(v) for v in args.size.lower().split("x"))
-    x = load(args.clip, args.frames, h, w)
+    x = load(args.clip, args.start + args.frames, h, w)[:, :, args.start :].contiguous()
     ref = compute_ref_flows(x)
     prior = load_prior("default")
-    solver_kw = dict(steps=args.steps, eta=0.8, cg_steps=20, t_start=500, seed=args.seed)
+    solver_kw = base_kw(args)
     main_v, abl_v = variants()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +190,18 @@ def main():
             _write(out, rows, args, x)
 
 
+def base_kw(args) -> dict:
+    """Base DDS settings: the ``vidrestore restore -m diffir2vr`` defaults unless overridden."""
+    from vidrestore.workflows.jobs import DIFFIR2VR_BASE
+
+    kw = dict(DIFFIR2VR_BASE)
+    for k in ("t_start", "gamma", "gamma_schedule", "cg_steps"):
+        if getattr(args, k) is not None:
+            kw[k] = getattr(args, k)
+    kw.update(steps=args.steps, seed=args.seed)
+    return kw
+
+
 def _order(name: str) -> int:
     main_v, abl_v = variants()
     names = list(main_v) + list(abl_v)
@@ -209,13 +243,13 @@ def timing(args):
     from vidrestore.priors import load_prior
 
     h, w = (int(v) for v in args.size.lower().split("x"))
-    x = load(args.clip, args.frames, h, w)
+    x = load(args.clip, args.start + args.frames, h, w)[:, :, args.start :].contiguous()
     prior = load_prior("default")
     op = parse("sr:4", num_frames=x.shape[2])
     y = measure(op, x)
-    kw = dict(steps=args.steps, eta=0.8, cg_steps=20, t_start=500, seed=args.seed)
+    kw = base_kw(args)
     main_v, _ = variants()
-    main_v = {k: main_v[k] for k in ("frame-by-frame", "diffir2vr", "diffir2vr-warp-all")}
+    main_v = {k: main_v[k] for k in ("frame-by-frame", "diffir2vr-paper", "diffir2vr")}
     best: dict[str, float] = {}
     for rep in range(args.timing):
         for name, cfg in main_v.items():
@@ -242,6 +276,11 @@ def timing(args):
     (out / "diffir2vr_timing.md").write_text("\n".join(lines))
 
 
+def _base_text(kw: dict) -> str:
+    return (f"{kw['steps']} steps (eta {kw['eta']}, {kw['cg_steps']} CG steps, t_start {kw['t_start']}, "
+            f"noisy data weight gamma {kw['gamma']} schedule {kw['gamma_schedule']!r})")
+
+
 def _write(out: Path, rows: list[dict], args, x):
     keys = list(rows[0].keys())
     with open(out / "diffir2vr_table.csv", "w", newline="") as f:
@@ -251,8 +290,8 @@ def _write(out: Path, rows: list[dict], args, x):
     lines = [
         "# DiffIR2VR-Zero wrapper around per-frame DDS (bundled prior)",
         "",
-        f"Clip `{args.clip}`, {x.shape[2]} frames at {x.shape[3]}x{x.shape[4]}, DDS {args.steps} steps "
-        f"(eta 0.8, 20 CG steps, t_start 500), seed {args.seed}, {args.threads} torch thread(s), "
+        f"Clip `{args.clip}`, frames {args.start}..{args.start + x.shape[2] - 1} at {x.shape[3]}x{x.shape[4]}, "
+        f"base DDS {_base_text(base_kw(args))}, seed {args.seed}, {args.threads} torch thread(s), "
         f"{platform.processor() or platform.machine()} CPU (shared).",
         "E_warp x 1e-3 (flows on the ground truth). Ratios are to the frame-by-frame row of the same task.",
         "",
@@ -266,7 +305,7 @@ def _write(out: Path, rows: list[dict], args, x):
             f"{r['time_vs_base']:.2f} | {r['warped_steps']} | {r['kept_tokens']} |"
         )
     lines += ["", "Command: `PYTHONPATH=src nice -n 5 python benchmarks/diffir2vr_table.py "
-              f"--clip {args.clip} --frames {args.frames} --size {args.size} --steps {args.steps} "
+              f"--clip {args.clip} --start {args.start} --frames {args.frames} --size {args.size} --steps {args.steps} "
               f"--tasks {args.tasks} --ablation-task {args.ablation_task} --threads {args.threads}`"
               + (" (rows added with `--append --methods ...`)" if args.append else ""), ""]
     (out / "diffir2vr_table.md").write_text("\n".join(lines))

@@ -302,6 +302,37 @@ def test_latent_warper_copies_keyframe_in_visible_regions():
     assert hook(dict(i=2, num_steps=4, x0=x0)) is x0  # outside the period
 
 
+def test_latent_warper_strength_blends():
+    T, H, W = 2, 8, 8
+    x0 = torch.randn(1, 3, T, H, W)
+    mask = torch.ones(1, 1, H, W)
+    mask[..., :, :3] = 0
+    links = [WarpLink(0, 0, 1, torch.zeros(1, 2, H, W), mask)]
+    full = LatentWarper(links, (0.0, 1.0), "bilinear")(dict(i=0, num_steps=2, x0=x0))
+    half = LatentWarper(links, (0.0, 1.0), "bilinear", strength=0.5)(dict(i=0, num_steps=2, x0=x0))
+    assert torch.allclose(full[0, :, 0, :, 3:], x0[0, :, 1, :, 3:], atol=1e-6)  # replace (paper)
+    assert torch.allclose(half[0, :, 0, :, 3:], 0.5 * (x0[0, :, 0, :, 3:] + x0[0, :, 1, :, 3:]), atol=1e-6)
+    assert torch.equal(half[0, :, 0, :, :3], x0[0, :, 0, :, :3])  # occluded: own estimate
+    assert torch.equal(LatentWarper(links, (0.0, 1.0), "bilinear", strength=0.0)(dict(i=0, num_steps=2, x0=x0)), x0)
+
+
+def test_config_defaults_and_paper_settings():
+    from vidrestore.consistency import PAPER_SETTINGS
+    from vidrestore.workflows.jobs import parse_warp_period
+
+    ours, paper = DiffIR2VRConfig(), DiffIR2VRConfig.paper()
+    assert (ours.batch_size, ours.warp_period, ours.warp_mode, ours.warp_strength) == (5, (0.5, 1.0), "bilinear", 0.1)
+    assert (paper.batch_size, paper.warp_period, paper.warp_mode, paper.warp_strength) == (10, (0.0, 0.1), "nearest", 1.0)
+    assert all(getattr(paper, k) == v for k, v in PAPER_SETTINGS.items())
+    assert paper.merge_ratio == ours.merge_ratio == (0.9, 0.0) and DiffIR2VRConfig.paper(batch_size=4).batch_size == 4
+    assert parse_warp_period("0.1") == (0.0, 0.1) and parse_warp_period("0.5:1") == (0.5, 1.0)
+    for bad in ("x", "0.6:0.2", "1.5", "0:0.5:1"):
+        with pytest.raises(UserError):
+            parse_warp_period(bad)
+    with pytest.raises(UserError):
+        DiffIR2VRConfig(warp_strength=1.5).validate()
+
+
 # ------------------------------------------------------------------------------------------
 # The wrapper end to end (bundled prior, tiny sizes).
 # ------------------------------------------------------------------------------------------
@@ -393,3 +424,10 @@ def test_cli_restore_diffir2vr(tmp_path):
     assert v.shape == x.shape and float((v - x).abs().mean()) < 0.2
     r = CliRunner().invoke(cli, args[:-1] + ["--base", "ddpm"])
     assert r.exit_code == 2
+    # Our defaults, the paper's settings, a START:END warp period; a bad period is a user error.
+    for extra in ([], ["--paper"], ["--warp-period", "0.25:0.75", "--warp-strength", "0.5", "--gamma-schedule", "const"]):
+        r = CliRunner().invoke(cli, ["restore", str(y_path), "-o", str(out), "-m", "diffir2vr", "--steps", "2", "-q"] + extra,
+                               catch_exceptions=False)
+        assert r.exit_code == 0, (extra, r.output)
+    r = CliRunner().invoke(cli, args[:-1] + ["--warp-period", "0.9:0.1"])
+    assert r.exit_code == 2 and "warp-period" in r.output

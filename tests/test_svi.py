@@ -168,6 +168,43 @@ def test_noisy_measurement_proximal_data_step():
     assert max(res) < 1e-9 and out.shape == x.shape
 
 
+def test_sigma_gamma_schedule_weights_data_by_noise_ratio():
+    # gamma_schedule="sigma": g_t = gamma (sigma_t / sigma_y)^2, sigma_t = sqrt((1 - abar) / abar) / 2
+    # (DiffPIR's weight). Denoising: the data step is (x0_hat + g_t y) / (1 + g_t) exactly, so the
+    # measurement dominates at large t and fades as t -> 0.
+    from vidrestore.solvers.svi import data_weight
+
+    mu = _mean_pattern()
+    prior = _prior(mu)
+    x = _sample_x(mu, (2, 3, 4, 8, 8))
+    sigma_y, gamma = 0.1, 0.5
+    y = x + sigma_y * torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    acp = prior.alphas_cumprod
+    seen = []
+
+    def cb(d):
+        a = float(acp[d["t"]])
+        g_t = gamma * (1 - a) / a / (4 * sigma_y**2)
+        assert g_t == pytest.approx(data_weight(gamma, "sigma", a, sigma_y))
+        ref = (to_pixel(d["x0"]) + g_t * y) / (1 + g_t)
+        seen.append((d["t"], g_t, float((d["x0_data"] - ref).abs().max())))
+
+    out = solve_svi(prior, op := parse("id"), y, steps=10, t_start=300, eta=0.5, sigma_y=sigma_y, gamma=gamma,
+                    gamma_schedule="sigma", callback=cb)
+    assert max(e for _, _, e in seen) < 1e-10
+    assert seen[0][1] > 15 and seen[-1][1] < 0.01  # t = 300: data-dominated (19.2); t = 0: prior only
+    # A posterior sample: MSE about 0.5 sigma_y^2 (measured 0.0050), half the input's.
+    assert float(((out - x) ** 2).mean()) < 0.6 * sigma_y**2
+    const = solve_svi(prior, op, y, steps=10, t_start=300, eta=0.5, sigma_y=sigma_y, gamma=gamma)
+    assert not torch.equal(out, const)
+    # Noiseless measurements ignore the schedule.
+    y0 = op.A(x)
+    assert torch.equal(solve_svi(prior, op, y0, steps=3, gamma_schedule="sigma"), solve_svi(prior, op, y0, steps=3))
+    with pytest.raises(UserError):
+        solve_svi(prior, op, y, steps=2, sigma_y=0.1, gamma_schedule="linear")
+    assert data_weight(3.0, "const", 0.2, 0.1) == 3.0
+
+
 # ------------------------------------------------------------------------------------------
 # Batch-consistent noise, determinism, ablations.
 # ------------------------------------------------------------------------------------------

@@ -110,28 +110,31 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
 @click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
-@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=None, help="svi/dds with --sigma-y > 0: data weight of the DDS step (10).")
+@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (svi/dds 10, diffir2vr 1 with --gamma-schedule sigma).")
+@click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const; svi/dds) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; diffir2vr).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--weights", default=None, help="pvdnet: weight folder (default: the shipped small model).")
 @click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
 @click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (10).")
+@click.option("--paper", is_flag=True, default=False, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (5; paper 10).")
 @click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
 @click.option("--merge-ratio", type=click.FloatRange(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
-@click.option("--warp-period", type=click.FloatRange(0, 1), default=None, help="diffir2vr: fraction of the steps with latent warping (0.1).")
-@click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (nearest).")
+@click.option("--warp-period", default=None, help="diffir2vr: steps with latent warping, END or START:END as fractions (0.5:1; paper 0.1).")
+@click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (bilinear; paper nearest).")
+@click.option("--warp-strength", type=click.FloatRange(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs; fp16 for CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, window, overlap, weights, flow, base, batch_size, keyframe, merge_ratio, warp_period, warp_mode, device, precision, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "gamma": gamma, "window": window, "overlap": overlap,
-                                 "weights": weights, "flow": flow, "base": base, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
-                                 "warp_period": warp_period, "warp_mode": warp_mode, "precision": precision}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "gamma": gamma, "gamma_schedule": gamma_schedule, "window": window, "overlap": overlap,
+                                 "weights": weights, "flow": flow, "base": base, "paper": paper or None, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
+                                 "warp_period": warp_period, "warp_mode": warp_mode, "warp_strength": warp_strength, "precision": precision}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 

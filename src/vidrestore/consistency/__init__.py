@@ -13,7 +13,7 @@ Layering: at the solvers level; imports ``flow``, ``ops``, ``diffusion``, ``nets
 attention block type) and ``solvers``.
 """
 
-from .diffir2vr import BASES, DiffIR2VRConfig, frame_batches, merge_ratio, pick_keyframes, solve_diffir2vr, stage1_guide
+from .diffir2vr import BASES, PAPER_SETTINGS, DiffIR2VRConfig, frame_batches, merge_ratio, pick_keyframes, solve_diffir2vr, stage1_guide
 from .patch import FrameGroup, TokenMerger, token_merging
 from .tome import MergePlan, build_plan, cosine_match, flow_match
 from .warping import LatentWarper, WarpLink
@@ -24,6 +24,7 @@ __all__ = [
     "FrameGroup",
     "LatentWarper",
     "MergePlan",
+    "PAPER_SETTINGS",
     "TokenMerger",
     "WarpLink",
     "build_plan",

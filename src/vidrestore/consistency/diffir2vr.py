@@ -6,7 +6,7 @@ solvers with the bundled prior, or any solver with the same hooks) is run on the
 with two additions:
 
 1. **Batches and keyframes.** Frames are split into consecutive non-overlapping batches
-   (default 10; a tail of at most 2 frames joins the previous batch, as the released code does)
+   (default 5, released code 10; a tail of at most 2 frames joins the previous batch, as the released code does)
    with one keyframe each (the middle frame as released; ``keyframe="random"`` draws one per
    batch from ``seed``, as the paper states).
 2. **Optical flow** (:func:`vidrestore.flow.flow_pair`, OpenCV DIS by default) between cheap
@@ -14,12 +14,15 @@ with two additions:
    noisy; the released code uses its regression stage-1 output): every frame -> its keyframe,
    and every keyframe -> the previous keyframe, with occlusion masks and confidences.
 3. **Hierarchical latent warping** (:class:`~vidrestore.consistency.warping.LatentWarper`)
-   through the solvers' ``x0_hook`` in the first 10 % of the steps. In DDS/SVI the hook edits the
-   network's Tweedie estimate *before* the data step (the model's x̂0, as in the paper, where
-   DiffBIR's conditioning lives inside the network); in DPS it edits the x̂0 of the ancestral
-   step. With our DDS base the data step and the fresh noise of the later steps wash early edits
-   out, so on the bundled prior a longer ``warp_period`` (e.g. ``(0, 1)``) is what reduces
-   flicker (README, ``benchmarks/diffir2vr_table.py``).
+   through the solvers' ``x0_hook``, by default in the *second half* of the steps with bilinear
+   interpolation (the paper/released code: the first 10 %, nearest; :meth:`DiffIR2VRConfig.paper`).
+   In DDS/SVI the hook edits the network's Tweedie estimate *before* the data step (the model's
+   x̂0, as in the paper, where DiffBIR's conditioning lives inside the network); in DPS it edits
+   the x̂0 of the ancestral step. With our DDS base the per-frame data step (CG on each frame's
+   own measurement) and the fresh per-frame noise of the later steps override early edits, so
+   warping only the first 10 % leaves the output practically unchanged, and it is the late steps
+   that create the per-frame detail that flickers; bilinear is better than nearest for a
+   pixel-space model. Measured in the README (``benchmarks/diffir2vr_table.py``).
 4. **Hybrid token merging** (:func:`~vidrestore.consistency.patch.token_merging`) in the
    prior network's self-attention, with the ratio cosine-annealed from ``r`` (0.9) to 0 (Eq. 8):
    ``ratio_i = r_end + cos(pi/2 * s) (r_start - r_end)``, ``s = (i - i0) / (i1 - i0)``.
@@ -48,23 +51,35 @@ from ..tensor import check_video
 from .patch import FrameGroup, TokenMerger, token_merging
 from .warping import LatentWarper, WarpLink
 
-__all__ = ["BASES", "DiffIR2VRConfig", "frame_batches", "merge_ratio", "pick_keyframes", "solve_diffir2vr", "stage1_guide"]
+__all__ = ["BASES", "PAPER_SETTINGS", "DiffIR2VRConfig", "frame_batches", "merge_ratio", "pick_keyframes", "solve_diffir2vr", "stage1_guide"]
 
 #: Base per-frame restorers that :func:`solve_diffir2vr` can wrap by name.
 BASES: dict[str, Callable[..., torch.Tensor]] = {"dds": solve_dds, "dps": solve_dps, "svi": solve_svi}
 
 
+#: Where the released code's settings differ from our defaults (research brief §1).
+PAPER_SETTINGS: dict = {"batch_size": 10, "warp_period": (0.0, 0.1), "warp_mode": "nearest", "warp_strength": 1.0}
+
+
 @dataclass
 class DiffIR2VRConfig:
-    """Settings of the wrapper (defaults = the released code's, see the research brief §3).
+    """Settings of the wrapper.
+
+    Defaults are the released code's (research brief §3) except batch 5 (released 10), warping
+    in the second half of the steps (released: first 10 %) and bilinear warping (released:
+    nearest), which make the wrapper effective around our DDS base (README, DiffIR2VR section);
+    :meth:`paper` gives the released settings.
 
     Attributes:
         enabled: master switch; ``False`` calls the base solver unchanged.
-        batch_size: frames per batch (10).
+        batch_size: frames per batch (5; released 10).
         keyframe: ``"middle"`` (released code) or ``"random"`` (paper).
         warp: hierarchical latent warping on/off.
-        warp_period: fractions of the steps with warping (``(0, 0.1)``).
-        warp_mode: ``"nearest"`` (released) or ``"bilinear"``.
+        warp_period: fractions of the steps with warping (``(0.5, 1)``; released ``(0, 0.1)``).
+        warp_mode: ``"bilinear"`` (default) or ``"nearest"`` (released).
+        warp_strength: ``alpha`` of the warp, ``x̂0 <- x̂0 + alpha M (W(x̂0_key) - x̂0)`` at every
+            warped step (0.1); 1 = the paper's replacement, < 1 blends (our extension: with the
+            tuned base, replacement costs PSNR on the noisy tasks, see the README).
         global_warp: also chain keyframes across batches (keyframe <- previous keyframe).
         merge: token merging on/off.
         merge_ratio: ``(r_start, r_end)`` of the cosine annealing (``(0.9, 0.0)``).
@@ -78,11 +93,12 @@ class DiffIR2VRConfig:
     """
 
     enabled: bool = True
-    batch_size: int = 10
+    batch_size: int = 5
     keyframe: str = "middle"
     warp: bool = True
-    warp_period: tuple[float, float] = (0.0, 0.1)
-    warp_mode: str = "nearest"
+    warp_period: tuple[float, float] = (0.5, 1.0)
+    warp_mode: str = "bilinear"
+    warp_strength: float = 0.1
     global_warp: bool = True
     merge: bool = True
     merge_ratio: tuple[float, float] = (0.9, 0.0)
@@ -94,6 +110,12 @@ class DiffIR2VRConfig:
     chunk: int = 1024
     flow: str | FlowEstimator = "dis"
     seed: int = 0
+
+    @classmethod
+    def paper(cls, **kw) -> "DiffIR2VRConfig":
+        """The released code's settings (batch 10, warping in the first 10 % of the steps,
+        nearest), other fields as given."""
+        return cls(**{**PAPER_SETTINGS, **kw})
 
     def with_options(self, **kw) -> "DiffIR2VRConfig":
         """A copy with some fields changed (unknown names raise)."""
@@ -107,6 +129,8 @@ class DiffIR2VRConfig:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.keyframe not in ("middle", "random"):
             raise UserError(f"keyframe must be 'middle' or 'random', got {self.keyframe!r}")
+        if not 0.0 <= float(self.warp_strength) <= 1.0:
+            raise UserError(f"warp_strength must lie in [0, 1], got {self.warp_strength}")
         if self.warp_mode not in ("nearest", "bilinear"):
             raise UserError(f"warp_mode must be 'nearest' or 'bilinear', got {self.warp_mode!r}")
         for name in ("warp_period", "merge_period"):
@@ -129,8 +153,8 @@ class DiffIR2VRConfig:
 def frame_batches(num_frames: int, batch_size: int) -> list[list[int]]:
     """Consecutive non-overlapping batches; a tail of <= 2 frames joins the previous batch.
 
-    >>> frame_batches(23, 10)
-    [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]]
+    >>> frame_batches(22, 10)
+    [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]]
     >>> [len(b) for b in frame_batches(16, 10)]
     [10, 6]
     """
@@ -253,7 +277,7 @@ def solve_diffir2vr(
         y: measurement in pixel units.
         base: ``"dds"`` (default), ``"dps"``, ``"svi"`` or a solver callable
             ``solver(denoiser, op, y, *, sigma_y, x0_hook, steps, ...)``.
-        config: :class:`DiffIR2VRConfig` (defaults: released settings).
+        config: :class:`DiffIR2VRConfig` (defaults: ours; ``DiffIR2VRConfig.paper()``: released settings).
         guide: ``(B, C, T, H, W)`` frames in ``[0, 1]`` to estimate the flows on (default
             :func:`stage1_guide`).
         sigma_y: measurement noise std in pixel units (passed to the base solver).
@@ -312,7 +336,7 @@ def solve_diffir2vr(
     if cfg.warp:
         links = [WarpLink(m[0], m[3], m[4], flow_all[n : n + 1], mask_all[n : n + 1]) for n, m in enumerate(meta)]
         # Order: per clip and batch, the global keyframe link before the batch's local links.
-        hook = LatentWarper(links, cfg.warp_period, cfg.warp_mode)
+        hook = LatentWarper(links, cfg.warp_period, cfg.warp_mode, cfg.warp_strength)
 
     # 4. Token merging.
     steps = int(solver_kwargs.get("steps", _default_steps(fn)))

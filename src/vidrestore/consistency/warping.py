@@ -55,13 +55,18 @@ class LatentWarper:
             step ``i`` of ``N`` is warped when ``int(start N) <= i < int(end N)``
             (released code: ``(0, 0.1)``).
         mode: ``"nearest"`` (released code) or ``"bilinear"`` interpolation.
+        strength: ``alpha`` in ``x̂0_i <- x̂0_i + alpha M (W(x̂0_j) - x̂0_i)``; 1 (default) is the
+            paper's replacement, ``alpha < 1`` blends the warped estimate with the frame's own
+            (an extension, not in the paper).
 
     Attributes:
         applied: number of steps at which the warps were applied.
     """
 
-    def __init__(self, links: list[WarpLink], period: tuple[float, float] = (0.0, 0.1), mode: str = "nearest") -> None:
+    def __init__(self, links: list[WarpLink], period: tuple[float, float] = (0.0, 0.1), mode: str = "nearest",
+                 strength: float = 1.0) -> None:
         self.links = links
+        self.strength = float(strength)
         self.period = (float(period[0]), float(period[1]))
         self.mode = mode
         self.applied = 0
@@ -98,6 +103,8 @@ class LatentWarper:
             src = x0[ln.clip : ln.clip + 1, :, ln.src, :h, :w]
             dst = x0[ln.clip : ln.clip + 1, :, ln.dst, :h, :w]
             warped = warp(src, fl, mode=self.mode)
+            if self.strength != 1.0:
+                mk = self.strength * mk
             x0[ln.clip : ln.clip + 1, :, ln.dst, :h, :w] = mk * warped + (1 - mk) * dst
         self.applied += 1
         return x0

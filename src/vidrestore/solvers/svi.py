@@ -44,10 +44,11 @@ from ..ops.base import LinearOperator
 from ..tensor import check_video, to_model, to_pixel
 from .windows import DEFAULT_MULTIPLE, crop_to, pad_operator
 
-__all__ = ["DATA_STEPS", "SPACINGS", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
+__all__ = ["DATA_STEPS", "GAMMA_SCHEDULES", "SPACINGS", "data_weight", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
 
 DATA_STEPS = ("cg", "gd")
 SPACINGS = ("leading", "trailing")
+GAMMA_SCHEDULES = ("const", "sigma")
 
 Callback = Callable[[dict], None]
 X0Hook = Callable[[dict], torch.Tensor]
@@ -97,6 +98,32 @@ def sampling_timesteps(steps: int, num_train: int = 1000, t_start: int | None = 
     if steps == 1:
         return [int(t_start)]
     return [int(round(int(t_start) * (steps - 1 - i) / (steps - 1))) for i in range(steps)]
+
+
+def data_weight(gamma: float, schedule: str, abar_t: float, sigma_y: float) -> float:
+    """Weight of the noisy DDS data step ``(I + g A^T A) v = x0 + g A^T y`` at a step with ``abar_t``.
+
+    * ``"const"`` — ``g = gamma`` at every step (DDS, Chung, Lee & Ye, ICLR 2024).
+    * ``"sigma"`` — ``g = gamma * (sigma_t / sigma_y)^2`` with ``sigma_t = sqrt((1 - abar_t) / abar_t) / 2``
+      the noise std of ``x_t / sqrt(abar_t)`` in pixel units: the proximal step of a Gaussian
+      measurement (std ``sigma_y``) against the Tweedie estimate treated as a Gaussian of std
+      ``sigma_t / sqrt(gamma)``. This is the ``rho_t = lambda sigma_n^2 / sigma_t^2`` data weight of
+      DiffPIR (Zhu et al., "Denoising Diffusion Models for Plug-and-Play Image Restoration",
+      CVPRW 2023) with ``gamma = 1 / lambda``: the data dominates while the sample is noisier than
+      the measurement and fades as ``t -> 0``, so the last steps denoise instead of re-imposing
+      the noisy ``y``.
+
+    >>> data_weight(10.0, "const", 0.5, 0.1)
+    10.0
+    >>> round(data_weight(1.0, "sigma", 0.5, 0.1), 6)  # sigma_t = 0.5 = 5 sigma_y
+    25.0
+    """
+    if schedule == "const":
+        return float(gamma)
+    if schedule == "sigma":
+        a = float(abar_t)
+        return float(gamma) * (1.0 - a) / max(a, 1e-12) / (4.0 * float(sigma_y) ** 2)
+    raise UserError(f"gamma_schedule must be one of {GAMMA_SCHEDULES}, got {schedule!r}")
 
 
 def _frame_seed(seed: int, frame: int) -> int:
@@ -183,6 +210,7 @@ def solve_svi(
     cg_steps: int = 5,
     sigma_y: float = 0.0,
     gamma: float = 1.0,
+    gamma_schedule: str = "const",
     shared_noise: bool = True,
     data_step: str = "cg",
     t_start: int | None = None,
@@ -229,6 +257,9 @@ def solve_svi(
         sigma_y: Measurement noise std in pixel units; ``> 0`` switches to the proximal form.
         gamma: Weight of the data term in the proximal form (dimensionless; identical in pixel
             and model space).
+        gamma_schedule: ``"const"`` (``gamma`` at every step, DDS) or ``"sigma"``
+            (``gamma * (sigma_t / sigma_y)^2``, DiffPIR's schedule; see :func:`data_weight`).
+            Only used when ``sigma_y > 0``.
         shared_noise: Share the initial and every fresh noise draw across frames.
         data_step: ``"cg"`` (conjugate gradient) or ``"gd"`` (steepest descent with exact line
             search, the ablation).
@@ -277,6 +308,8 @@ def solve_svi(
         raise UserError(f"eta must lie in [0, 1], got {eta}")
     if float(sigma_y) < 0 or float(gamma) <= 0:
         raise UserError(f"sigma_y must be >= 0 and gamma > 0, got sigma_y={sigma_y}, gamma={gamma}")
+    if gamma_schedule not in GAMMA_SCHEDULES:
+        raise UserError(f"gamma_schedule must be one of {GAMMA_SCHEDULES}, got {gamma_schedule!r}")
     op_p, shape, size = _setup(denoiser, op, y, multiple)
     T = shape[2]
     ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
@@ -290,9 +323,10 @@ def solve_svi(
     with torch.no_grad():
         # Right-hand side of the data step: A^T y (pixel space).
         aty = op_p.A_adjoint(y)
+        g_t = float(gamma)
         if noisy:
-            def matvec(v):  # (I + gamma A^T A) v
-                return v + gamma * op_p.A_adjoint_A(v)
+            def matvec(v):  # (I + g_t A^T A) v, g_t = the step's data weight
+                return v + g_t * op_p.A_adjoint_A(v)
         else:
             matvec = op_p.A_adjoint_A
 
@@ -317,7 +351,9 @@ def solve_svi(
             v = to_pixel(x0)
             # 4. Video-level data consistency, warm-started at the Tweedie video.
             if cg_steps > 0:
-                rhs = v + gamma * aty if noisy else aty
+                if noisy:
+                    g_t = data_weight(gamma, gamma_schedule, float(abar_t), float(sigma_y))
+                rhs = v + g_t * aty if noisy else aty
                 if data_step == "cg":
                     v = conjugate_gradient(matvec, rhs, v, max_iter=int(cg_steps), tol=float(cg_tol))
                 else:

@@ -177,7 +177,8 @@ def _diffusion(kind: str):
             kw["zeta"] = o.get("zeta", 1.0)
         else:
             fn = functools.partial(solve_svi if kind == "svi" else solve_dds, prior)
-            kw.update(eta=o["eta"], cg_steps=o["cg_steps"], t_start=o.get("t_start"), gamma=o.get("gamma", 1.0))
+            kw.update(eta=o["eta"], cg_steps=o["cg_steps"], t_start=o.get("t_start"), gamma=o.get("gamma", 1.0),
+                      gamma_schedule=o.get("gamma_schedule", "const"))
 
         def step_cb(info):
             if "i" in info:
@@ -188,28 +189,53 @@ def _diffusion(kind: str):
     return run
 
 
+#: Base per-frame DDS of ``-m diffir2vr`` (the table's frame-by-frame rows use the same). Picked
+#: on ``bigbuckbunny`` (not the evaluation clip) by ``benchmarks/diffir2vr_base_sweep.py``; see the
+#: README's DiffIR2VR section. ``gamma_schedule="sigma"``: data weight ``gamma (sigma_t / sigma_y)^2``
+#: (DiffPIR), so one ``gamma`` fits every noise level; unused when ``sigma_y == 0``.
+DIFFIR2VR_BASE = {"eta": 0.8, "cg_steps": 20, "t_start": 100, "gamma": 0.3, "gamma_schedule": "sigma"}
+
+
+def parse_warp_period(value) -> tuple[float, float]:
+    """``"END"`` -> ``(0, END)``; ``"START:END"`` -> ``(START, END)``; fractions of the steps."""
+    if isinstance(value, (tuple, list)):
+        parts = [str(v) for v in value]
+    else:
+        parts = str(value).split(":")
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--warp-period must be END or START:END (fractions of the steps), got {value!r}") from None
+    if len(nums) == 1:
+        nums = [0.0] + nums
+    if len(nums) != 2 or not 0.0 <= nums[0] <= nums[1] <= 1.0:
+        raise UserError(f"--warp-period must be END or START:END with 0 <= START <= END <= 1, got {value!r}")
+    return nums[0], nums[1]
+
+
 def _run_diffir2vr(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
     """DiffIR2VR-Zero (Yeh et al., arXiv 2407.01519) around a per-frame base solver (dds or dps)
-    with the bundled prior, on one clip or one temporal window (windows: 30 frames by default)."""
+    with the bundled prior, on one clip or one temporal window (windows: 30 frames by default).
+    Wrapper defaults: :class:`~vidrestore.consistency.DiffIR2VRConfig` (``--paper`` settings:
+    batch 10, warping in the first 10 % of the steps, nearest)."""
     from ..consistency import DiffIR2VRConfig, solve_diffir2vr
 
     base = o.get("base", "dds")
     if base not in ("dds", "dps"):
         raise UserError(f"--base must be dds or dps, got {base!r}")
     prior = (state or _setup_prior(o, y.device))["prior"]
-    cfg = DiffIR2VRConfig(
-        batch_size=int(o.get("batch_size", 10)),
-        keyframe=o.get("keyframe", "middle"),
-        warp_period=(0.0, float(o.get("warp_period", 0.1))),
-        warp_mode=o.get("warp_mode", "nearest"),
-        merge_ratio=(float(o.get("merge_ratio", 0.9)), 0.0),
-        seed=int(o.get("seed", 0)),
-    )
+    cfg = DiffIR2VRConfig.paper() if o.get("paper") else DiffIR2VRConfig()
+    changes = {k: o[k] for k in ("batch_size", "keyframe", "warp_mode", "warp_strength") if o.get(k) is not None}
+    if o.get("warp_period") is not None:
+        changes["warp_period"] = parse_warp_period(o["warp_period"])
+    if o.get("merge_ratio") is not None:
+        changes["merge_ratio"] = (float(o["merge_ratio"]), 0.0)
+    cfg = cfg.with_options(seed=int(o.get("seed", 0)), **changes)
     kw = {"steps": _diffir2vr_steps(o), "sigma_y": sigma_y, "seed": o.get("seed", 0), "frame_ids": frame_ids}
     if base == "dps":
         kw["zeta"] = o.get("zeta", 1.0)
     else:
-        kw.update(eta=o.get("eta", 0.8), cg_steps=o.get("cg_steps", 20), t_start=o.get("t_start", 500))
+        kw.update({k: o.get(k, v) for k, v in DIFFIR2VR_BASE.items()})
 
     def step_cb(info):
         if "i" in info:
@@ -233,7 +259,7 @@ METHODS: dict[str, Method] = {
     "svi": Method(_diffusion("svi"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500, "gamma": 10.0}, _setup_prior, 16),
     "dds": Method(_diffusion("dds"), lambda o: o["steps"], {"steps": 20, "eta": 0.8, "cg_steps": 20, "t_start": 500, "gamma": 10.0}, _setup_prior, 16),
     "dps": Method(_diffusion("dps"), lambda o: o["steps"], {"steps": 200}, _setup_prior, 16),
-    # DiffIR2VR-Zero wrapper around per-frame dds (default) or dps; released settings by default.
+    # DiffIR2VR-Zero wrapper around per-frame dds (default; base settings DIFFIR2VR_BASE) or dps.
     "diffir2vr": Method(_run_diffir2vr, _diffir2vr_steps, {"base": "dds"}, _setup_prior, 30),
 }
 

@@ -155,12 +155,12 @@ def part_jacobian(prior_name):
             x0 = x0.detach()
             rows.append({"task": spec, "t": t, "1/sqrt(abar)": f"{float(1 / ab.sqrt()):.1f}",
                          "exact factor sqrt(abar)/(1-abar)": f"{float(ab.sqrt() / (1 - ab)):.4f}",
-                         "||x0 - x||": f"{float((x0 - xm).norm()):.2f}", "x0 range": f"[{float(x0.min()):.2f}, {float(x0.max()):.2f}]",
-                         "||y - A x0||": f"{float(n):.2f}", "||grad ||y - A x0|| ||": f"{float(gr.norm()):.3f}",
-                         "||J^T v||": f"{float(jv.norm()):.3f}"})
+                         "‖x0 - x‖": f"{float((x0 - xm).norm()):.2f}", "x0 range": f"[{float(x0.min()):.2f}, {float(x0.max()):.2f}]",
+                         "‖y - A x0‖": f"{float(n):.2f}", "‖grad ‖y - A x0‖‖": f"{float(gr.norm()):.3f}",
+                         "‖J^T v‖": f"{float(jv.norm()):.3f}"})
             print(rows[-1], flush=True)
     head = ["## Bundled prior: Tweedie error and Jacobian vs t (one 64x64 frame of bikes)", "",
-            f"Prior {prior_name!r}; model space [-1, 1] (||x|| of the frame: {float(xm.norm()):.1f}; "
+            f"Prior {prior_name!r}; model space [-1, 1] (‖x‖ of the frame: {float(xm.norm()):.1f}; "
             f"{xm.numel()} values); x_t = sqrt(abar) x + sqrt(1 - abar) z, seed 0.", ""]
     return head + _table(rows, list(rows[0]))
 

@@ -413,12 +413,15 @@ def solve_dps(
       predicting 0 would miss by 60.9) ``||x0 - x||`` is 842 at ``t = 999`` (x0 values in
       [-57, 97]) and ``||J^T v||`` for a unit ``v`` is 12, where an exact denoiser has
       ``J = Cov[x0 | x_t] sqrt(abar) / (1 - abar)`` with the factor 0.0064; so the first DPS
-      steps are large and erratic. Spatial tasks recover anyway: on one frame, 200-step DPS
-      gives 27.1 dB on ``sr:4`` (SVI 26.8) and 35.5 dB on ``inpaint:0.5``.
+      steps are large and erratic. A single-frame spatial task recovers anyway: on one
+      64x64 frame of ``bikes``, DPS on ``sr:4`` gives 18.0 / 27.1 / 27.2 dB at 50 / 200 / 1000
+      steps (20-step SVI: 26.8 dB).
 
-    Fewer steps hurt (50-step DPS: 18.0 dB on the single-frame ``sr:4``). Clipping ``x0``
-    (``clip_x0``, the official code's ``clip_denoised``) is not a remedy here: 18.5 vs 18.0 dB
-    at 50 steps, 16.0 vs 27.1 dB at 200.
+    On the 16-frame benchmark clips the two combine: 200-step DPS gives 12.25 dB on ``avg7``
+    and 10.83 dB on ``avg7 + sr:4`` (``benchmarks/results/svi_table_dps.md``), below the
+    exact-prior figures above. Fewer steps hurt (50 steps: 18.0 dB on the single-frame
+    ``sr:4``). Clipping ``x0`` (``clip_x0``, the official code's ``clip_denoised``) is not a
+    remedy here: 16.0 vs 27.1 dB at 200 steps on the single-frame ``sr:4``.
 
     Args:
         denoiser: Denoiser protocol object; must be differentiable in ``x_t``.

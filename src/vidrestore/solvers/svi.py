@@ -417,9 +417,9 @@ def solve_dps(
       64x64 frame of ``bikes``, DPS on ``sr:4`` gives 18.0 / 27.1 / 27.2 dB at 50 / 200 / 1000
       steps (20-step SVI: 26.8 dB).
 
-    On the 16-frame benchmark clips the two combine: 200-step DPS gives 12.25 dB on ``avg7``
-    and 10.83 dB on ``avg7 + sr:4`` (``benchmarks/results/svi_table_dps.md``), below the
-    exact-prior figures above. Fewer steps hurt (50 steps: 18.0 dB on the single-frame
+    On the 16-frame benchmark clips the two combine: 200-step DPS gives 12.25 dB on ``avg7``,
+    8.72 dB on ``avg13`` and 10.83 dB on ``avg7 + sr:4`` (``benchmarks/results/svi_table_dps*.md``),
+    below the exact-prior figures above. Fewer steps hurt (50 steps: 18.0 dB on the single-frame
     ``sr:4``). Clipping ``x0`` (``clip_x0``, the official code's ``clip_denoised``) is not a
     remedy here: 16.0 vs 27.1 dB at 200 steps on the single-frame ``sr:4``.
 

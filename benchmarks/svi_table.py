@@ -280,6 +280,26 @@ def main(argv=None):
         return round(res["seconds"] / (res["nfe"] * res["fwd_s"]), 3)
 
     # -- main table ------------------------------------------------------------------------
+    def write_main(rows):
+        # Rewritten after every row, so an interrupted run leaves the rows it finished.
+        _write_csv(out / f"svi_table{args.tag}.csv", rows)
+        lines = [f"SVI benchmark: {stamp}.", "",
+                 "PSNR/SSIM/E_warp per clip; `paper` = the paper's PSNR (secondary source, 256x256 DAVIS, ADM ImageNet prior, GPU).", ""]
+        lines += _md_table(rows, ["task", "clip", "method", "psnr", "ssim", "warp_error", "nfe", "seconds", "floor_ratio", "peak_rss_mb", "paper_psnr"])
+        # Means over clips.
+        if len(clips) > 1:
+            mean_rows = []
+            for task in tasks:
+                for method in methods:
+                    rs = [r for r in rows if r["task"] == task and r["method"] == method]
+                    if rs:
+                        mean_rows.append({"task": task, "method": method, "psnr": round(float(np.mean([r["psnr"] for r in rs])), 2),
+                                          "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
+                                          "seconds": round(float(np.mean([r["seconds"] for r in rs])), 1), "paper_psnr": PAPER.get((task, method))})
+            lines += ["", "Means over clips:", ""] + _md_table(mean_rows, ["task", "method", "psnr", "ssim", "seconds", "paper_psnr"])
+        (out / f"svi_table{args.tag}.md").write_text("\n".join(lines) + "\n")
+        return lines
+
     rows = []
     for task in tasks:
         spec = TASKS[task][0]
@@ -291,22 +311,8 @@ def main(argv=None):
                              "nfe": res["nfe"], "seconds": round(res["seconds"], 1), "floor_ratio": floor(res),
                              "peak_rss_mb": round(res["rss_mb"]), "paper_psnr": PAPER.get((task, method))})
                 print(rows[-1], flush=True)
-    _write_csv(out / f"svi_table{args.tag}.csv", rows)
-    lines = [f"SVI benchmark: {stamp}.", "",
-             "PSNR/SSIM/E_warp per clip; `paper` = the paper's PSNR (secondary source, 256x256 DAVIS, ADM ImageNet prior, GPU).", ""]
-    lines += _md_table(rows, ["task", "clip", "method", "psnr", "ssim", "warp_error", "nfe", "seconds", "floor_ratio", "peak_rss_mb", "paper_psnr"])
-    # Means over clips.
-    if len(clips) > 1:
-        mean_rows = []
-        for task in tasks:
-            for method in methods:
-                rs = [r for r in rows if r["task"] == task and r["method"] == method]
-                if rs:
-                    mean_rows.append({"task": task, "method": method, "psnr": round(float(np.mean([r["psnr"] for r in rs])), 2),
-                                      "ssim": round(float(np.mean([r["ssim"] for r in rs])), 4),
-                                      "seconds": round(float(np.mean([r["seconds"] for r in rs])), 1), "paper_psnr": PAPER.get((task, method))})
-        lines += ["", "Means over clips:", ""] + _md_table(mean_rows, ["task", "method", "psnr", "ssim", "seconds", "paper_psnr"])
-    (out / f"svi_table{args.tag}.md").write_text("\n".join(lines) + "\n")
+                write_main(rows)
+    lines = write_main(rows)
     _plot(out / f"svi_table{args.tag}.png", rows, tasks, methods)
     print("\n".join(lines))
 

@@ -401,22 +401,63 @@ def solve_dps(
     multiple: int | None = None,
     spacing: str = "leading",
     x0_hook: X0Hook | None = None,
+    clip_x0: bool = False,
+    shared_noise: bool = False,
 ) -> torch.Tensor:
     """Diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1, Gaussian noise).
 
-    Frames are the prior's batch and the noise is independent per frame. For each timestep
-    ``t`` (:func:`sampling_timesteps`; ``steps = 1000`` is plain DDPM, ``999, ..., 0``):
+    Frames are the prior's batch and the noise is independent per frame (``shared_noise=False``).
+    For each timestep ``t`` (:func:`sampling_timesteps`; ``steps = 1000`` is plain DDPM,
+    ``999, ..., 0``):
 
-    1. ``(eps, x0) = denoiser(x_t, t)`` with autograd on ``x_t``;
+    1. ``(eps, x0) = denoiser(x_t, t)`` with autograd on the *noisy* ``x_t`` (Tweedie estimate
+       ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``, Algorithm 1 line 4);
     2. ``x' = `` ancestral DDPM step (DDIM with ``eta = 1``: the posterior
-       ``q(x_{t'} | x_t, x0)``) with fresh noise;
+       ``q(x_{t'} | x_t, x0)``) with fresh noise (lines 5-6);
     3. ``x_{t'} = x' - zeta_t grad_{x_t} ||y - A(x0)||^2`` with ``zeta_t = zeta / ||y - A(x0)||``
-       (per clip), the residual measured in model space (``y_model = 2 y - A(1)``). This equals
-       ``2 zeta grad ||y - A(x0)||``: the official code's ``scale`` is ``2 zeta``.
+       (per clip; line 7 and the step size of the paper's App. C), the residual measured in
+       model space (``y_model = 2 y - A(1)``, i.e. ``A`` applied to ``x0`` in ``[-1, 1]`` is
+       ``2 A(to_pixel(x0)) - A(1)``; the chain rule through the conversion is the factor 2 in
+       the residual, which the normalisation by ``||r||`` cancels). This equals
+       ``2 zeta grad ||y - A(x0)||``: the official code's ``scale`` is ``2 zeta`` (its configs
+       use scale 0.3-0.5 on 256x256x3 images, the same number of values as one of our
+       16x64x64x3 clips).
 
     ``sigma_y`` does not enter the update (DPS's Gaussian step size is normalised by the
     residual); it is accepted for a uniform solver signature. NFE = ``steps`` (each with a
     backward pass through the network).
+
+    **Why DPS is weak in the SVI benchmark** (issue 4; ``benchmarks/dps_diagnosis.py``,
+    ``benchmarks/results/dps_diagnosis.md``). The implementation follows Algorithm 1: with the
+    exact Gaussian prior on noiseless 50 % inpainting it samples the closed-form posterior
+    (1000 steps, ``zeta = 0.3``: rms error 0.0039 on observed pixels; missing pixels have
+    std 0.1485 around the prior mean for a prior std of 0.15; with 50 steps the observed
+    pixels are still off by 0.165 rms). The low PSNR on the temporal tasks has two causes,
+    neither a coding error:
+
+    * *Conditioning, independent of the prior.* The temporal averages are invertible but
+      ill-conditioned on 16 frames (``eig(A^T A)`` down to 8.1e-4 for 7 frames, 3.3e-4 for
+      13). DPS takes one normalised gradient step per diffusion step and adds fresh,
+      frame-independent noise every step, so the weak temporal modes never converge: with
+      the *exact* Gaussian prior on a 16x8x8 clip, 1000-step DPS reaches 21.8 dB on
+      ``tblur:uniform:7:circular`` (24.9 dB on a static clip) where 20-step SVI reaches
+      68.9 dB (the posterior is the truth). Sharing the noise across frames
+      (``shared_noise=True``, a diagnostic, not the paper's DPS) lifts the static clip to 40.7 dB.
+    * *The bundled prior's Jacobian at high noise.* Through ``x0 = (x_t - sqrt(1 - abar)
+      eps) / sqrt(abar)`` the network's errors in ``d eps / d x_t`` are amplified by
+      ``1 / sqrt(abar)`` (157 at ``t = 999``): on a 64x64 frame (``||x|| = 60.9``, so
+      predicting 0 would miss by 60.9) ``||x0 - x||`` is 842 at ``t = 999`` (x0 values in
+      [-57, 97]) and ``||J^T v||`` for a unit ``v`` is 12, where an exact denoiser has
+      ``J = Cov[x0 | x_t] sqrt(abar) / (1 - abar)`` with the factor 0.0064; so the first DPS
+      steps are large and erratic. A single-frame spatial task recovers anyway: on one
+      64x64 frame of ``bikes``, DPS on ``sr:4`` gives 18.0 / 27.1 / 27.2 dB at 50 / 200 / 1000
+      steps (20-step SVI: 26.8 dB).
+
+    On the 16-frame benchmark clips the two combine: 200-step DPS gives 12.25 dB on ``avg7``,
+    8.72 dB on ``avg13`` and 10.83 dB on ``avg7 + sr:4`` (``benchmarks/results/svi_table_dps*.md``),
+    below the exact-prior figures above. Fewer steps hurt (50 steps: 18.0 dB on the single-frame
+    ``sr:4``). Clipping ``x0`` (``clip_x0``, the official code's ``clip_denoised``) is not a
+    remedy here: 16.0 vs 27.1 dB at 200 steps on the single-frame ``sr:4``.
 
     Args:
         denoiser: Denoiser protocol object; must be differentiable in ``x_t``.
@@ -435,6 +476,10 @@ def solve_dps(
             eps)``, model space) called after the measurement gradient is taken and before
             the ancestral step; the returned tensor replaces ``x0`` in that step (``eps`` is
             kept). ``None`` (default) leaves the sampler unchanged, bit for bit.
+        clip_x0: Clamp ``x0`` to ``[-1, 1]`` inside the graph (the gradient then vanishes
+            for clamped values) and recompute ``eps`` from it before the ancestral step.
+        shared_noise: Draw the initial and every fresh noise once and copy it to all frames
+            (SVI's batch-consistent noise; a diagnostic, not part of DPS). Default ``False``.
 
     Returns:
         The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
@@ -448,7 +493,7 @@ def solve_dps(
         raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
     acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
     ts = sampling_timesteps(int(steps), int(acp.shape[0]), None, spacing)
-    noise_src = _Noise(shape, False, seed, ids, like=y)
+    noise_src = _Noise(shape, bool(shared_noise), seed, ids, like=y)
     y_model = measurement_to_model(op_p, y.detach(), shape)
     tiny = torch.finfo(y.dtype).tiny
 
@@ -460,6 +505,9 @@ def solve_dps(
             x_in = x.detach().requires_grad_(True)
             # 1. Tweedie estimate through the network, keeping the graph to x_t.
             eps, x0 = denoiser.eps_and_x0(x_in, t)
+            if clip_x0:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = eps_from_x0(x_in, x0, abar_at(acp, t, x_in))
             # 3a. Measurement residual and its norm per clip.
             r = y_model - op_p.A(x0)
             norm = r.flatten(1).norm(dim=1)

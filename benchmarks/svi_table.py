@@ -131,10 +131,10 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
     elif method == "admm-tv":
         out, nfe = solve_admm_tv(op, y, lam=1e-5 + 0.4 * sigma_y), 0  # lam as in `vidrestore restore`
     elif method == "svi":
-        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "gamma") if k in params}
+        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "gamma", "gamma_schedule") if k in params}
         out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dds":
-        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start", "gamma") if k in params}
+        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start", "gamma", "gamma_schedule") if k in params}
         out, nfe = solve_dds(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dps":
         out, nfe = solve_dps(prior, op, y, steps=params["dps_steps"], zeta=params["dps_zeta"], seed=seed), params["dps_steps"]
@@ -234,6 +234,8 @@ def main(argv=None):
     ap.add_argument("--dps-zeta", type=float, default=1.0)
     ap.add_argument("--sigma-y", type=float, default=0.0, help="measurement noise std in [0,1] pixel units (the paper: 0)")
     ap.add_argument("--gamma", type=float, default=1.0, help="SVI/DDS data weight when sigma_y > 0 (DDS default 1; `restore` uses 10)")
+    ap.add_argument("--gamma-schedule", choices=["const", "sigma"], default="const",
+                    help="SVI/DDS noisy data weight: const gamma (DDS) or gamma (sigma_t / sigma_y)^2 (DiffPIR)")
     ap.add_argument("--tag", default="", help="suffix of the output file names, e.g. _noisy")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--memory", default="", help="comma-separated video lengths, e.g. 64,128,256,512")
@@ -259,7 +261,7 @@ def main(argv=None):
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     stamp = (f"clips {', '.join(clips)}; {args.frames} frames at {args.size}x{args.size}; sigma_y = {args.sigma_y}; seed {args.seed}; "
-             f"SVI/DDS {args.steps} steps, {args.cg_steps} CG steps, t_start {args.t_start}, gamma {args.gamma} (used when sigma_y > 0); DPS {args.dps_steps} steps, zeta {args.dps_zeta}; "
+             f"SVI/DDS {args.steps} steps, {args.cg_steps} CG steps, t_start {args.t_start}, gamma {args.gamma} ({args.gamma_schedule}; used when sigma_y > 0); DPS {args.dps_steps} steps, zeta {args.dps_zeta}; "
              f"prior {args.prior!r}; {args.threads} CPU threads ({platform.machine()}); {time.strftime('%Y-%m-%d %H:%M')}")
     t_all = time.perf_counter()
     data = {c: load_clip(c, args.frames, args.size) for c in clips}
@@ -272,7 +274,8 @@ def main(argv=None):
     def base_params(task):
         eta = TASKS[task][1] if args.eta is None else args.eta
         return {"steps": args.steps, "eta": eta, "cg_steps": args.cg_steps, "t_start": args.t_start,
-                "dps_steps": args.dps_steps, "dps_zeta": args.dps_zeta, "sigma_y": args.sigma_y, "gamma": args.gamma}
+                "dps_steps": args.dps_steps, "dps_zeta": args.dps_zeta, "sigma_y": args.sigma_y, "gamma": args.gamma,
+                "gamma_schedule": args.gamma_schedule}
 
     def floor(res):
         if not res["fwd_s"] or not res["nfe"]:

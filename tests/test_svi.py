@@ -527,21 +527,33 @@ def test_solver_layer_imports():
 
 
 def test_restore_passes_gamma_to_the_noisy_data_step():
-    # `restore -m svi --gamma G` must reach the DDS step (I + G A^T A) v = x0 + G A^T y: with
-    # sigma_y > 0 a larger data weight pulls the result closer to the measurement.
+    # `restore -m svi --gamma G` must reach the DDS step (I + g A^T A) v = x0 + g A^T y (g = G, or
+    # G (sigma_t / sigma_y)^2 with the default sigma schedule): with sigma_y > 0 a larger data
+    # weight pulls the result closer to the measurement.
     from vidrestore.ops import measure, parse
-    from vidrestore.workflows.jobs import METHODS, restore_video
+    from vidrestore.workflows.jobs import METHODS, NOISY_DIFFUSION, restore_video
 
-    assert METHODS["svi"].defaults["gamma"] == 10.0
+    assert NOISY_DIFFUSION == {"t_start": 100, "gamma": 0.3, "gamma_schedule": "sigma"}
+    assert not {"t_start", "gamma", "gamma_schedule"} & set(METHODS["svi"].defaults)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 8, 16, 16, generator=g)
     op = parse("tblur:uniform:3:circular", num_frames=8)
     y = measure(op, x, 0.05, torch.Generator().manual_seed(1))
-    res = {}
-    for gamma in (0.1, 10.0):
-        out = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, "gamma": gamma}, quiet=True)
-        res[gamma] = float((op.A(out) - y).pow(2).mean())
-    assert res[10.0] < 0.5 * res[0.1]
+    for schedule in ("const", "sigma"):
+        res = {}
+        for gamma in (0.1, 10.0):
+            out = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, "gamma": gamma, "gamma_schedule": schedule}, quiet=True)
+            res[gamma] = float((op.A(out) - y).pow(2).mean())
+        assert res[10.0] < 0.5 * res[0.1], schedule
+    # noisy defaults are NOISY_DIFFUSION; noiseless ones start at t = 500
+    default = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3}, quiet=True)
+    explicit = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION}, quiet=True)
+    other = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION, "t_start": 500}, quiet=True)
+    assert torch.equal(default, explicit) and not torch.equal(default, other)
+    clean = measure(op, x, 0.0, torch.Generator().manual_seed(1))
+    a = restore_video(clean, op, method="svi", options={"steps": 3}, quiet=True)
+    b = restore_video(clean, op, method="svi", options={"steps": 3, "t_start": 500}, quiet=True)
+    assert torch.equal(a, b)
 
 
 def test_restore_precision_bf16_is_close_to_fp32_and_bad_names_fail():

@@ -107,7 +107,7 @@ def _peak_rss_mb() -> float:
 def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str, seed: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     from vidrestore.ops import measure, parse
-    from vidrestore.solvers import solve_admm_tv, solve_cg, solve_dds, solve_dps, solve_svi
+    from vidrestore.solvers import admm_tv_defaults, solve_admm_tv, solve_cg, solve_dds, solve_dps, solve_svi
 
     x = torch.from_numpy(x_np)
     op = parse(spec, seed=seed, num_frames=x.shape[2])
@@ -129,7 +129,7 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
     if method == "cg":
         out, nfe = solve_cg(op, y, lam=sigma_y, max_iter=params.get("cg_iter", 50)), 0  # lam as in `vidrestore restore`
     elif method == "admm-tv":
-        out, nfe = solve_admm_tv(op, y, lam=1e-5 + 0.4 * sigma_y), 0  # lam as in `vidrestore restore`
+        out, nfe = solve_admm_tv(op, y, **admm_tv_defaults(sigma_y)), 0  # as in `vidrestore restore`
     elif method == "svi":
         kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "gamma", "gamma_schedule") if k in params}
         out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]

@@ -5,7 +5,7 @@ Layering (L3): solvers import :mod:`vidrestore.ops`, :mod:`vidrestore.diffusion`
 denoiser object and never import networks, checkpoints or priors.
 """
 
-from .classical import grad3, grad3_adjoint, solve_admm_tv, solve_cg
+from .classical import NOISY_ADMM_START_LAM, admm_tv_defaults, grad3, grad3_adjoint, solve_admm_tv, solve_cg
 from .svi import DATA_STEPS, measurement_to_model, solve_dds, solve_dps, solve_svi
 from .windows import (
     FrameSelect,
@@ -24,6 +24,8 @@ from .windows import (
 
 __all__ = [
     "DATA_STEPS",
+    "NOISY_ADMM_START_LAM",
+    "admm_tv_defaults",
     "FrameSelect",
     "SpatialCrop",
     "Window",

@@ -21,7 +21,7 @@ from ..io import atomic_write_text, read_sidecar, read_video, sidecar_path, writ
 from ..metrics import format_table, video_metrics
 from ..ops import measure, parse
 from ..ops.base import LinearOperator
-from ..solvers import solve_admm_tv, solve_cg
+from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
 
 LOSSY_SUFFIXES = {".mp4", ".mov", ".gif", ".webm", ".mpg", ".mpeg"}
 
@@ -136,8 +136,10 @@ def _run_cg(op, y, sigma_y, o, callback):
 
 
 def _run_admm(op, y, sigma_y, o, callback):
-    lam = o.get("lam", 1e-5 + 0.4 * float(sigma_y))
-    return solve_admm_tv(op, y, lam=lam, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
+    kw = admm_tv_defaults(sigma_y)
+    if "lam" in o:
+        kw["lam"] = o["lam"]
+    return solve_admm_tv(op, y, **kw, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
 
 
 #: ``--precision`` names and the prior's parameter dtype. bf16 runs the bundled prior about 2x

@@ -131,10 +131,10 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
     elif method == "admm-tv":
         out, nfe = solve_admm_tv(op, y, **admm_tv_defaults(sigma_y)), 0  # as in `vidrestore restore`
     elif method == "svi":
-        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "gamma", "gamma_schedule") if k in params}
+        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "init", "gamma", "gamma_schedule") if k in params}
         out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dds":
-        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start", "gamma", "gamma_schedule") if k in params}
+        kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start", "init", "gamma", "gamma_schedule") if k in params}
         out, nfe = solve_dds(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
     elif method == "dps":
         out, nfe = solve_dps(prior, op, y, steps=params["dps_steps"], zeta=params["dps_zeta"], seed=seed), params["dps_steps"]
@@ -230,6 +230,7 @@ def main(argv=None):
     ap.add_argument("--cg-steps", type=int, default=5)
     ap.add_argument("--eta", type=float, default=None, help="override the per-task eta")
     ap.add_argument("--t-start", type=int, default=None, help="SVI/DDS: start from the lifted measurement noised to this timestep")
+    ap.add_argument("--init", choices=["lift", "cg"], default="lift", help="SVI/DDS: initial estimate noised to --t-start")
     ap.add_argument("--dps-steps", type=int, default=200)
     ap.add_argument("--dps-zeta", type=float, default=1.0)
     ap.add_argument("--sigma-y", type=float, default=0.0, help="measurement noise std in [0,1] pixel units (the paper: 0)")
@@ -261,7 +262,7 @@ def main(argv=None):
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     stamp = (f"clips {', '.join(clips)}; {args.frames} frames at {args.size}x{args.size}; sigma_y = {args.sigma_y}; seed {args.seed}; "
-             f"SVI/DDS {args.steps} steps, {args.cg_steps} CG steps, t_start {args.t_start}, gamma {args.gamma} ({args.gamma_schedule}; used when sigma_y > 0); DPS {args.dps_steps} steps, zeta {args.dps_zeta}; "
+             f"SVI/DDS {args.steps} steps, {args.cg_steps} CG steps, t_start {args.t_start} (init {args.init}), gamma {args.gamma} ({args.gamma_schedule}; used when sigma_y > 0); DPS {args.dps_steps} steps, zeta {args.dps_zeta}; "
              f"prior {args.prior!r}; {args.threads} CPU threads ({platform.machine()}); {time.strftime('%Y-%m-%d %H:%M')}")
     t_all = time.perf_counter()
     data = {c: load_clip(c, args.frames, args.size) for c in clips}
@@ -275,7 +276,7 @@ def main(argv=None):
         eta = TASKS[task][1] if args.eta is None else args.eta
         return {"steps": args.steps, "eta": eta, "cg_steps": args.cg_steps, "t_start": args.t_start,
                 "dps_steps": args.dps_steps, "dps_zeta": args.dps_zeta, "sigma_y": args.sigma_y, "gamma": args.gamma,
-                "gamma_schedule": args.gamma_schedule}
+                "gamma_schedule": args.gamma_schedule, "init": args.init}
 
     def floor(res):
         if not res["fwd_s"] or not res["nfe"]:

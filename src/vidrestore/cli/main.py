@@ -110,6 +110,7 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
 @click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement (500; 100 when --sigma-y > 0).")
+@click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg).")
 @click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma).")
 @click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
@@ -128,11 +129,11 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs; fp16 for CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "gamma": gamma, "gamma_schedule": gamma_schedule, "window": window, "overlap": overlap,
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "init": init, "gamma": gamma, "gamma_schedule": gamma_schedule, "window": window, "overlap": overlap,
                                  "weights": weights, "flow": flow, "base": base, "paper": paper or None, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
                                  "warp_period": warp_period, "warp_mode": warp_mode, "warp_strength": warp_strength, "precision": precision}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))

@@ -44,7 +44,7 @@ from ..ops.base import LinearOperator
 from ..tensor import check_video, to_model, to_pixel
 from .windows import DEFAULT_MULTIPLE, crop_to, pad_operator
 
-__all__ = ["DATA_STEPS", "GAMMA_SCHEDULES", "SPACINGS", "data_weight", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
+__all__ = ["DATA_STEPS", "GAMMA_SCHEDULES", "INITS", "INIT_CG_LAM", "SPACINGS", "initial_estimate", "data_weight", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
 
 DATA_STEPS = ("cg", "gd")
 SPACINGS = ("leading", "trailing")
@@ -200,6 +200,26 @@ def _setup(denoiser, op: LinearOperator, y: torch.Tensor, multiple: int | None):
 # ------------------------------------------------------------------------------------------
 
 
+#: Initial estimates for ``t_start`` runs (see :func:`initial_estimate`).
+INITS = ("lift", "cg")
+#: Tikhonov weight of the ``init="cg"`` start for noisy measurements (as ADMM-TV's start,
+#: :data:`vidrestore.solvers.classical.NOISY_ADMM_START_LAM`).
+INIT_CG_LAM = 1e-2
+
+
+def initial_estimate(op: LinearOperator, y: torch.Tensor, init: str = "lift", sigma_y: float = 0.0) -> torch.Tensor:
+    """Pixel-space starting video for a ``t_start`` run: ``op.lift(y)`` (``"lift"``) or 20 CG
+    iterations of least squares from it (``"cg"``; Tikhonov weight :data:`INIT_CG_LAM` towards
+    the lift when ``sigma_y > 0``), clamped to ``[0, 1]``."""
+    if init == "lift":
+        return op.lift(y)
+    if init == "cg":
+        from .classical import solve_cg
+
+        return solve_cg(op, y, lam=0.0 if sigma_y == 0 else INIT_CG_LAM, max_iter=20)
+    raise UserError(f"init must be one of {INITS}, got {init!r}")
+
+
 def solve_svi(
     denoiser,
     op: LinearOperator,
@@ -214,6 +234,7 @@ def solve_svi(
     shared_noise: bool = True,
     data_step: str = "cg",
     t_start: int | None = None,
+    init: str = "lift",
     seed: int = 0,
     callback: Callback | None = None,
     frame_ids: Sequence[int] | None = None,
@@ -264,7 +285,13 @@ def solve_svi(
         data_step: ``"cg"`` (conjugate gradient) or ``"gd"`` (steepest descent with exact line
             search, the ablation).
         t_start: First timestep (``None``: ``N - 1`` from pure noise); otherwise start from
-            ``op.lift(y)`` noised to ``t_start``.
+            the initial estimate ``init`` noised to ``t_start``.
+        init: Initial estimate used with ``t_start`` (the "come closer, diffuse faster" start
+            of Chung, Sim & Ye, CVPR 2022): ``"lift"`` (``op.lift(y)``: the measurement itself
+            for temporal blurs, the bicubic upsampling for SR) or ``"cg"`` (20 CG iterations of
+            least squares from the lift, Tikhonov weight :data:`INIT_CG_LAM` when
+            ``sigma_y > 0``, the ADMM-TV start; better when the lift is far from the video,
+            e.g. temporal blurs).
         seed: Seed of all noise.
         callback: Called each step with ``dict(i, t, x, x0, x0_data, eps, noise)``: ``x`` the
             step's input ``x_t`` and ``x0`` the Tweedie video (model space), ``x0_data`` the
@@ -310,6 +337,8 @@ def solve_svi(
         raise UserError(f"sigma_y must be >= 0 and gamma > 0, got sigma_y={sigma_y}, gamma={gamma}")
     if gamma_schedule not in GAMMA_SCHEDULES:
         raise UserError(f"gamma_schedule must be one of {GAMMA_SCHEDULES}, got {gamma_schedule!r}")
+    if init not in INITS:
+        raise UserError(f"init must be one of {INITS}, got {init!r}")
     op_p, shape, size = _setup(denoiser, op, y, multiple)
     T = shape[2]
     ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
@@ -335,7 +364,7 @@ def solve_svi(
         if t_start is None:
             x = z
         else:
-            x = add_noise(to_model(op_p.lift(y)), acp[ts[0]], z)
+            x = add_noise(to_model(initial_estimate(op_p, y, init, float(sigma_y))), acp[ts[0]], z)
 
         for i, t in enumerate(ts):
             abar_t = acp[t]

@@ -182,6 +182,7 @@ def _diffusion(kind: str):
             noisy = float(sigma_y) > 0
             kw.update(eta=o["eta"], cg_steps=o["cg_steps"],
                       t_start=o.get("t_start", NOISY_DIFFUSION["t_start"] if noisy else 500),
+                      init=o.get("init", DIFFUSION_INIT),
                       gamma=o.get("gamma", NOISY_DIFFUSION["gamma"]),
                       gamma_schedule=o.get("gamma_schedule", NOISY_DIFFUSION["gamma_schedule"]))
 
@@ -202,6 +203,9 @@ def _diffusion(kind: str):
 #: avg13 34.34 (30.91), avg7+sr4 26.25 (24.98), avg7+inpaint 32.31 (29.56) -- README, noisy table.
 #: Starting at t = 500 with the same weighting loses 2-4 dB (avg7 32.54, avg13 31.19).
 NOISY_DIFFUSION = {"t_start": 100, "gamma": 0.3, "gamma_schedule": "sigma"}
+
+#: Initial estimate of ``-m svi`` / ``-m dds`` noised to ``t_start`` (``solve_svi``'s ``init``).
+DIFFUSION_INIT = "lift"
 
 #: Base per-frame DDS of ``-m diffir2vr`` (the table's frame-by-frame rows use the same). Picked
 #: on ``bigbuckbunny`` (not the evaluation clip) by ``benchmarks/diffir2vr_base_sweep.py``; see the

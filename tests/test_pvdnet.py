@@ -274,6 +274,100 @@ def test_bimnet_training_steps_reduce_loss():
     assert float(last.detach()) < float(first.detach())
 
 
+def _translation_pairs(flows, size=64, top=40, left=60):
+    """Sharp pairs ``(B, 3, 2, H, W)`` = (prev, cur) of one photo crop under constant translations
+    ``flows`` (pixels), built so that ``backwarp(prev, flow) == cur``; and the flow ``(B, 2, H, W)``."""
+    m = 16
+    photo = _photo()
+    big = photo[None, :, top - m : top + size + m, left - m : left + size + m]
+    cur = big[..., m:-m, m:-m]
+    pairs = []
+    for f in flows:
+        fl = torch.tensor(f, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, size + 2 * m, size + 2 * m)
+        prev = backwarp(big, -fl)[..., m:-m, m:-m]
+        pairs.append(torch.stack((prev[0], cur[0]), 1))
+    return torch.stack(pairs), torch.tensor(flows, dtype=torch.float32).view(-1, 2, 1, 1).expand(-1, 2, size, size)
+
+
+def test_translation_pairs_follow_the_flow_convention():
+    x, g = _translation_pairs([[2.0, -1.0]])
+    err = (backwarp(x[:, :, 0], g) - x[:, :, 1])[..., 4:-4, 4:-4].abs().mean()
+    assert err < 0.25 * (x[:, :, 0] - x[:, :, 1])[..., 4:-4, 4:-4].abs().mean()
+
+
+def test_liteflownet_init_keeps_cost_volume_alive():
+    # Root cause of the first BIMNet not learning: with PyTorch's default conv init the
+    # features shrink level after level and the level-6 correlation (a channel mean of
+    # products) is ~2e-4, so the matching CNNs see no cost signal. reset_parameters fixes it.
+    x, _ = _translation_pairs([[3.0, -2.0], [-4.0, 1.5]])
+    torch.manual_seed(0)
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
+    with torch.no_grad():
+        new = float(correlation(net.features(x[:, :, 1])[-1], net.features(x[:, :, 0])[-1]).std())
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.out_channels != 1:
+                m.reset_parameters()  # PyTorch's default init
+        old = float(correlation(net.features(x[:, :, 1])[-1], net.features(x[:, :, 0])[-1]).std())
+        # the flow heads start near zero flow: the initial estimate is small
+        torch.manual_seed(0)
+        flow0 = LiteFlowNet(**LITEFLOWNET_PRESETS["small"]).estimate(x[:, :, 1], x[:, :, 0])
+    assert new > 0.03 and old < 1e-3
+    assert flow0.abs().max() < 1.0
+
+
+class _ConstantFlow(torch.nn.Module):
+    """Stand-in flow network: one learnable flow vector for the whole image."""
+
+    def __init__(self):
+        super().__init__()
+        self.v = torch.nn.Parameter(torch.zeros(1, 2, 1, 1))
+
+    def estimate(self, cur, prev):
+        return self.v.expand(cur.shape[0], 2, *cur.shape[-2:])
+
+
+def test_bim_loss_gradient_points_to_the_true_flow():
+    from vidrestore.train.pvdnet import bim_loss
+
+    gt = [1.5, -1.0]
+    x, _ = _translation_pairs([gt])
+    net = _ConstantFlow()
+    loss, _ = bim_loss(net, x, x, pairings=("ss",))
+    loss.backward()
+    step = -net.v.grad.flatten()
+    # descending the warping loss from zero flow moves towards the true flow, per axis
+    assert step[0] > 0 and step[1] < 0
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    for _ in range(60):
+        loss, _ = bim_loss(net, x, x, pairings=("ss",))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(net.v.detach().flatten(), torch.tensor(gt), atol=0.2)
+
+
+def test_bimnet_epe_decreases_on_translation_pairs():
+    from vidrestore.train.pvdnet import bim_loss
+
+    x, g = _translation_pairs([[3.0, -2.0], [-4.0, 1.5], [1.0, 4.0], [-2.5, -3.5]])
+    torch.manual_seed(0)
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+
+    def epe():
+        with torch.no_grad():
+            return float((net.estimate(x[:, :, 1], x[:, :, 0]) - g).square().sum(1).sqrt().mean())
+
+    zero, first = float(g.square().sum(1).sqrt().mean()), epe()
+    assert abs(first - zero) < 0.5  # starts near zero flow
+    for _ in range(24):
+        loss, _ = bim_loss(net, x, x, g, 1.0, pairings=("ss",))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert epe() < 0.85 * first
+
+
 def test_pvdnet_training_step_reduces_loss():
     from vidrestore.train.pvdnet import pvdnet_clip_steps
 

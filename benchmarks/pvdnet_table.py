@@ -84,23 +84,25 @@ def wiener_video(video: torch.Tensor) -> torch.Tensor:
 
 
 def synthetic_set(photos, clips, frames, size, seed):
+    """Held-out clips with the default :class:`BlurSynthConfig` (the motion and exposure ranges
+    the training data use)."""
     ds = SyntheticBlurClips.from_folders(photos, split="holdout", size=size, num_frames=frames, seed=seed)
     items, flows = [], []
     for k in range(clips):
         c = ds.clip(k)
         items.append((f"syn{k:02d}", c["blurry"][None], c["sharp"][None]))
         flows.append(c["flow"][None])
-    return items, [p.name for p in ds.files], flows
+    return items, [p.name for p in ds.files], flows, ds.config
 
 
 def flow_epe(net, items, flows):
     """Mean end-point error (pixels) of the flows t -> t-1 estimated on the blurry frames."""
-    err = {"zero flow": [], "BIMNet (shipped)": [], "DIS (OpenCV)": []}
+    err = {"zero flow": [], "BIMNet (in the weights)": [], "DIS (OpenCV)": []}
     with torch.no_grad():
         for (_, blurry, _), gt in zip(items, flows):
             for t in range(1, blurry.shape[2]):
                 cur, prev, g = blurry[:, :, t], blurry[:, :, t - 1], gt[:, :, t]
-                for name, f in (("zero flow", torch.zeros_like(g)), ("BIMNet (shipped)", net.flow(cur, prev)), ("DIS (OpenCV)", dis_flow(cur, prev))):
+                for name, f in (("zero flow", torch.zeros_like(g)), ("BIMNet (in the weights)", net.flow(cur, prev)), ("DIS (OpenCV)", dis_flow(cur, prev))):
                     err[name].append(float((f - g).square().sum(1).sqrt().mean()))
     return {k: float(np.mean(v)) for k, v in err.items()}
 
@@ -150,7 +152,7 @@ def main():
     ap.add_argument("--real", action="append", default=None, help="Real clip(s): sample name or path (default: bikes).")
     ap.add_argument("--real-windows", type=int, default=10, help="Blurry frames per real clip.")
     ap.add_argument("--real-crop", type=int, nargs=2, default=(256, 384))
-    ap.add_argument("--timing-frames", type=int, default=3)
+    ap.add_argument("--timing-frames", type=int, default=3, help="Frames timed at 640x360 (0: skip timing).")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
@@ -160,7 +162,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     sets = {}
-    syn, files, syn_flows = synthetic_set(args.photos, args.clips, args.frames, tuple(args.size), args.seed)
+    syn, files, syn_flows, blur_cfg = synthetic_set(args.photos, args.clips, args.frames, tuple(args.size), args.seed)
     epe = flow_epe(net, syn, syn_flows)
     print("flow EPE", epe, flush=True)
     sets["synthetic (held-out photos)"] = syn
@@ -185,9 +187,9 @@ def main():
             s = sum(v[1] * v[2] for v in vals) / n
             rows.append({"set": set_name, "method": method, "psnr": round(p, 2), "ssim": round(s, 4), "frames": n})
     print("timing ...", flush=True)
-    t = timing(net, args.timing_frames)
+    t = timing(net, args.timing_frames) if args.timing_frames > 0 else {}
     for r in rows:
-        r["sec_per_frame_640x360"] = round(t[r["method"]], 3)
+        r["sec_per_frame_640x360"] = round(t[r["method"]], 3) if t else float("nan")
 
     with open(out / "pvdnet_table.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -200,7 +202,10 @@ def main():
         f"Weights: `{args.weights or 'src/vidrestore/weights/pvdnet-small'}` (trained steps {cfg.get('trained_steps')}, "
         f"training flow `{cfg.get('flow_source', cfg.get('flow'))}`).",
         f"Synthetic set: {args.clips} clips x {args.frames} frames at {args.size[0]}x{args.size[1]} from the held-out photos "
-        f"{', '.join(files)} (seed {args.seed}).",
+        f"{', '.join(files)} (seed {args.seed}); blur: drift up to {blur_cfg.max_speed:g} px/frame, acceleration "
+        f"{blur_cfg.max_accel:g} px/frame², shake {blur_cfg.max_shake:g} px, rotation {blur_cfg.max_rot:g} deg/frame, zoom "
+        f"{blur_cfg.max_zoom:g}/frame, exposure {blur_cfg.exposure[0]:g}-{blur_cfg.exposure[1]:g} of the frame interval "
+        f"(up to {blur_cfg.max_sub} sub-frames averaged in linear light).",
         f"Real set: {', '.join(i[0] for i in real_items)}: 3-frame linear-light averages of held-out real video, "
         f"centre crop {args.real_crop[0]}x{args.real_crop[1]} (rounded to multiples of 32), {args.real_windows} blurry frames.",
         "Metrics: aligned protocol of Koehler et al./PVDNet (16-px border, LSQ gain, integer DFT shift, luma PSNR/SSIM, "
@@ -216,7 +221,8 @@ def main():
     lines += ["", "Flow accuracy on the blurry synthetic held-out frames (end-point error vs the exact flow, pixels):", "",
               "| flow | EPE (px) |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in epe.items()]
     lines += ["", f"Command: `PYTHONPATH=src python benchmarks/pvdnet_table.py {' '.join('--photos ' + p for p in args.photos)}"
-              f" --clips {args.clips} --frames {args.frames} --size {args.size[0]} {args.size[1]}`", ""]
+              f"{' --weights ' + args.weights if args.weights else ''} --clips {args.clips} --frames {args.frames} --size {args.size[0]} {args.size[1]}"
+              f"{' --timing-frames ' + str(args.timing_frames) if args.timing_frames != 3 else ''}{' --out ' + args.out if args.out != 'benchmarks/results' else ''}`", ""]
     (out / "pvdnet_table.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -224,6 +224,33 @@ def test_synthetic_clip_is_seeded_blurred_and_flow_is_exact():
     assert grad(a["blurry"]) < grad(a["sharp"])
 
 
+def test_stop_and_go_clip_has_unequal_blur_and_exact_flow():
+    photo = _photo()
+    cfg = BlurSynthConfig(max_speed=10.0, max_accel=0.0, max_shake=0.0, max_rot=0.0, max_zoom=0.0,
+                          stop_go_prob=1.0, stop_go_depth=(1.0, 1.0), stop_go_freq=(0.12, 0.12))
+    c = render_clip(photo, 8, (48, 56), np.random.default_rng([5, 2]), cfg)
+    s, f, b = c["sharp"][None], c["flow"][None], c["blurry"]
+    mag = f[0, :, 1:].square().sum(0).sqrt().mean((1, 2))  # per-frame displacement
+    assert mag.max() > 4 * mag.min() + 1.0
+    for t in range(1, 8):
+        warped = backwarp(s[:, :, t - 1], f[:, :, t])
+        ys, xs = torch.meshgrid(torch.arange(48.0), torch.arange(56.0), indexing="ij")
+        qx, qy = xs + f[0, 0, t], ys + f[0, 1, t]
+        inside = ((qx >= 1) & (qx <= 54) & (qy >= 1) & (qy <= 46)).float()  # source pixel in view
+        assert inside.mean() > 0.3
+        err = ((warped - s[:, :, t]).abs() * inside).sum() / (3 * inside.sum())
+        base = ((s[:, :, t - 1] - s[:, :, t]).abs() * inside).sum() / (3 * inside.sum())
+        assert err < 0.25 * base + 1e-3
+    # blur (mean |blurry - sharp|) differs clearly between frames of the one clip
+    err = (b - c["sharp"]).abs().mean((0, 2, 3))
+    assert err.max() > 3 * err.min()
+    # disabled: identical to a config without the option drawn at all (seeded stream unchanged)
+    plain = BlurSynthConfig(max_speed=12.0, stop_go_prob=0.0)
+    a1 = render_clip(photo, 3, (32, 40), np.random.default_rng([7, 1]), plain)
+    a2 = render_clip(photo, 3, (32, 40), np.random.default_rng([7, 1]), plain)
+    assert torch.equal(a1["blurry"], a2["blurry"])
+
+
 def test_synthetic_dataset_holdout_split(tmp_path):
     from PIL import Image
 

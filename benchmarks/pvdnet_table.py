@@ -205,7 +205,9 @@ def main():
         f"{', '.join(files)} (seed {args.seed}); blur: drift up to {blur_cfg.max_speed:g} px/frame, acceleration "
         f"{blur_cfg.max_accel:g} px/frame², shake {blur_cfg.max_shake:g} px, rotation {blur_cfg.max_rot:g} deg/frame, zoom "
         f"{blur_cfg.max_zoom:g}/frame, exposure {blur_cfg.exposure[0]:g}-{blur_cfg.exposure[1]:g} of the frame interval "
-        f"(up to {blur_cfg.max_sub} sub-frames averaged in linear light).",
+        f"(up to {blur_cfg.max_sub} sub-frames averaged in linear light); stop-and-go drift (speed x (1 - rho cos(2 pi f t + phi))) "
+        f"in a fraction {blur_cfg.stop_go_prob:g} of the clips, rho {blur_cfg.stop_go_depth[0]:g}-{blur_cfg.stop_go_depth[1]:g}, "
+        f"f {blur_cfg.stop_go_freq[0]:g}-{blur_cfg.stop_go_freq[1]:g} cycles/frame (the training generator's defaults).",
         f"Real set: {', '.join(i[0] for i in real_items)}: 3-frame linear-light averages of held-out real video, "
         f"centre crop {args.real_crop[0]}x{args.real_crop[1]} (rounded to multiples of 32), {args.real_windows} blurry frames.",
         "Metrics: aligned protocol of Koehler et al./PVDNet (16-px border, LSQ gain, integer DFT shift, luma PSNR/SSIM, "

@@ -299,6 +299,23 @@ def generate(out, frames, weights, steps, eta, fps, seed, quiet):
     click.echo(f"wrote {info['output']} {info['shape']}")
 
 
+_TRAIN_DEVICE = click.option("--device", default="cpu", show_default=True, help="Torch device of the network (cpu, cuda, cuda:N); data are prepared on the CPU.")
+_TRAIN_WORKERS = click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes rendering training batches ahead (same batches as 0).")
+_TRAIN_MAX_MINUTES = click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop with a checkpoint after this much wall time; --resume continues.")
+
+
+def _check_device(device: str) -> None:
+    """A one-line error for an unknown or unavailable training device (no video I/O imported)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but CUDA is not available on this machine")
+
+
 @cli.group()
 def train():
     """Train the networks that vidrestore ships."""
@@ -330,19 +347,24 @@ def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, thr
 @click.option("--steps", type=click.IntRange(min=1), default=600, help="Total optimiser steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=8)
 @click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
-@click.option("--preset", type=click.Choice(["small", "full"]), default="small", help="LiteFlowNet widths.")
+@click.option("--preset", type=click.Choice(["small", "medium", "full"]), default="small", help="LiteFlowNet widths.")
 @click.option("--lr", type=float, default=3e-4, help="Adam learning rate (cosine to lr/100).")
 @click.option("--flow-weight", type=float, default=0.0, help="Weight of the optional EPE term against the exact synthetic flow (not in the paper).")
 @click.option("--pairings", type=click.IntRange(1, 4), default=4, help="Blurry/sharp pairings per step (4 = the paper's loss; fewer cycle).")
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@_TRAIN_DEVICE
+@_TRAIN_WORKERS
+@_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight, pairings, seed, ckpt_every, threads, resume):
+def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight, pairings, seed, ckpt_every, threads, device, workers, max_minutes, resume):
     """Phase 1 of PVDNet: train BIMNet (LiteFlowNet) with the blur-invariant loss on synthetic blur."""
     from ..train.pvdnet import train_bimnet
 
-    train_bimnet(list(data), out_dir, steps=steps, batch=batch, size=size, preset=preset, lr=lr, flow_weight=flow_weight, pairings_per_step=pairings, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+    _check_device(device)
+    train_bimnet(list(data), out_dir, steps=steps, batch=batch, size=size, preset=preset, lr=lr, flow_weight=flow_weight, pairings_per_step=pairings, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume,
+                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes)
 
 
 @train.command(name="pvdnet")
@@ -354,19 +376,24 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 @click.option("--batch", type=click.IntRange(min=1), default=8)
 @click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
 @click.option("--frames", type=click.IntRange(min=3), default=6, help="Frames per training clip (frames-2 recurrent steps).")
-@click.option("--preset", type=click.Choice(["small", "normal", "large"]), default="small", help="PVDNet widths.")
+@click.option("--preset", type=click.Choice(["small", "medium", "normal", "large"]), default="small", help="PVDNet widths.")
 @click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (cosine restarts).")
 @click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
 @click.option("--zero-init", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@_TRAIN_DEVICE
+@_TRAIN_WORKERS
+@_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, resume):
+def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, device, workers, max_minutes, resume):
     """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
     from ..train.pvdnet import train_pvdnet
 
-    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume)
+    _check_device(device)
+    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume,
+                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes)
 
 
 @train.command(name="lgcvd")
@@ -381,15 +408,21 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
 @click.option("--ema-start", type=click.IntRange(min=0), default=1000, help="EMA copies the model before this iteration.")
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
+@click.option("--integer-motion", is_flag=True, help="Moving digits at whole-pixel positions and velocities (two frames determine the future).")
+@click.option("--snapshot-every", type=click.IntRange(min=1), default=None, help="Also keep the EMA network every N iterations (OUT/snapshots/step_N, float16).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@_TRAIN_DEVICE
+@_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, seed, ckpt_every, threads, resume):
+def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, seed, ckpt_every, integer_motion, snapshot_every, threads, device, max_minutes, resume):
     """Train LGC-VD (two-stage, v-prediction, cosine schedule) on the offline moving-digits data."""
     from ..train.lgcvd import TrainConfig, train_lgcvd
 
+    _check_device(device)
     cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, seed=seed,
-                      ckpt_every=ckpt_every, net_overrides={"global_context": False} if one_stage else {})
-    train_lgcvd(out_dir, cfg, resume=resume, num_threads=threads, log=click.echo)
+                      ckpt_every=ckpt_every, net_overrides={"global_context": False} if one_stage else {}, integer_motion=integer_motion)
+    train_lgcvd(out_dir, cfg, resume=resume, num_threads=threads, log=click.echo, device=device,
+                max_seconds=None if max_minutes is None else 60 * max_minutes, snapshot_every=snapshot_every)
 
 
 @cli.command()

@@ -36,10 +36,11 @@ __all__ = ["LiteFlowNet", "LITEFLOWNET_PRESETS", "correlation", "backwarp"]
 _BACKWARD_SCALE = {2: 10.0, 3: 5.0, 4: 2.5, 5: 1.25, 6: 0.625}
 _KERNEL = {2: 7, 3: 5, 4: 5, 5: 3, 6: 3}
 
-#: ``full``: the original LiteFlowNet widths (5,381,969 parameters). ``small``: a CPU-trainable
-#: variant with every width divided by four.
+#: ``full``: the original LiteFlowNet widths (5,381,969 parameters). ``medium`` (1,454,577) and
+#: ``small`` (427,649): every width divided by two and by four, for CPU inference.
 LITEFLOWNET_PRESETS: dict[str, dict] = {
     "full": {"widths": (32, 32, 64, 96, 128, 192), "match": (128, 64, 32), "reg": (128, 128, 64, 64, 32, 32), "reg_feat": 128},
+    "medium": {"widths": (16, 16, 32, 48, 64, 96), "match": (64, 32, 16), "reg": (64, 64, 32, 32, 16, 16), "reg_feat": 64},
     "small": {"widths": (8, 8, 16, 24, 32, 48), "match": (32, 16, 8), "reg": (32, 32, 16, 16, 8, 8), "reg_feat": 32},
 }
 

@@ -153,6 +153,8 @@ class TrainConfig:
     size: int = 32
     num_digits: int = 2
     digit_size: int = 12
+    # whole-pixel positions and velocities, so two frames determine the future (moving_digits)
+    integer_motion: bool = False
 
 
 def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Tensor, acp: torch.Tensor,
@@ -163,6 +165,7 @@ def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Ten
     """
     b = window.shape[0]
     f = net.frames
+    dev = window.device
     if window.shape[2] < 2 * f - 2:
         raise ValueError(f"window needs {2 * f - 2} frames, got {window.shape[2]}")
     tasks = sample_tasks(b, generator)
@@ -171,8 +174,9 @@ def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Ten
     clip_b = window[:, :, f - 2 : 2 * f - 2]
 
     # Stage 1: fixed (mid-grey) global context, ground-truth local conditions.
-    t1 = torch.randint(0, acp.shape[0], (b,), generator=generator)
-    n1 = torch.randn(clip_a.shape, generator=generator)
+    # Noise and times are drawn on the CPU generator (same draws on every device), then moved.
+    t1 = torch.randint(0, acp.shape[0], (b,), generator=generator).to(dev)
+    n1 = torch.randn(clip_a.shape, generator=generator).to(dev)
     ctx = net.encode_context(None, like=clip_a) if net.global_context else None
     loss1, x0_a = v_loss(net, to_model(clip_a), local_condition(clip_a, pos, f), ctx, t1, n1, acp)
     opt.zero_grad(set_to_none=True)
@@ -180,13 +184,13 @@ def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Ten
     opt.step()
 
     # Stage 2: context = one-step estimate of clip A; prediction conditions on its last frames.
-    t2 = torch.randint(0, acp.shape[0], (b,), generator=generator)
-    n2 = torch.randn(clip_b.shape, generator=generator)
+    t2 = torch.randint(0, acp.shape[0], (b,), generator=generator).to(dev)
+    n2 = torch.randn(clip_b.shape, generator=generator).to(dev)
     cond_clip = clip_b
     ctx = None
     if two_stage:
         est = to_pixel(x0_a)
-        is_pred = torch.tensor([task == "prediction" for task in tasks])
+        is_pred = torch.tensor([task == "prediction" for task in tasks], device=dev)
         if bool(is_pred.any()):
             cond_clip = clip_b.clone()
             cond_clip[is_pred, :, 0:2] = est[is_pred][:, :, f - 2 : f]
@@ -210,7 +214,8 @@ def _batch(cfg: TrainConfig, step: int, frames: int, channels: int) -> tuple[tor
         from ..data.moving_digits import MovingDigits
 
         ds = MovingDigits(2**31 - 1, frames=n, size=cfg.size, split="train", seed=cfg.seed,
-                          channels=channels, num_digits=cfg.num_digits, digit_size=cfg.digit_size)
+                          channels=channels, num_digits=cfg.num_digits, digit_size=cfg.digit_size,
+                          integer_motion=cfg.integer_motion)
         idx = torch.randint(0, len(ds), (cfg.batch,), generator=g).tolist()
         x = torch.stack([ds[i] for i in idx])
     else:
@@ -262,18 +267,27 @@ def _save(out: Path, net: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state
 
 
 def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False, num_threads: int | None = None,
-                log: Callable[[str], None] = print) -> Path:
-    """Train LGC-VD on moving digits (see the module docstring). Returns the exported model folder."""
+                log: Callable[[str], None] = print, device: str | torch.device = "cpu",
+                max_seconds: float | None = None, snapshot_every: int | None = None) -> Path:
+    """Train LGC-VD on moving digits (see the module docstring). Returns the exported model folder.
+
+    ``device`` runs the network there (data and random draws stay on the CPU, so a seed gives
+    the same batches everywhere). ``max_seconds`` stops early, with a checkpoint, once this much
+    wall time has passed in this call (for jobs with a time limit; ``resume`` continues).
+    ``snapshot_every`` also keeps the EMA network of every such iteration, float16, in
+    ``out_dir/snapshots/step_NNNNNN`` (to compare runs at equal iteration counts).
+    """
     out = Path(out_dir)
+    device = torch.device(device)
     if num_threads:
         torch.set_num_threads(int(num_threads))
     torch.manual_seed(cfg.seed)
-    net = build_net(cfg)
+    net = build_net(cfg).to(device)
     if cfg.two_stage and not net.global_context:
         raise UserError("two-stage training needs a network with global_context=True")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, decay=cfg.ema_decay, warmup=False)
-    acp = lgcvd_alphas_cumprod().float()
+    acp = lgcvd_alphas_cumprod().float().to(device)
     start = 0
     out.mkdir(parents=True, exist_ok=True)
     if resume and (out / "checkpoint" / "trainer_state.json").is_file():
@@ -283,7 +297,7 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
         state = json.loads((ck / "trainer_state.json").read_text())
         net.load_state_dict(load_file(str(ck / "model.safetensors")))
         ema.load_state_dict(load_file(str(ck / "ema.safetensors")), num_updates=state["ema_updates"])
-        opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
+        opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True, map_location=device))
         start = int(state["step"])
         logf = out / "log.jsonl"
         if logf.is_file():  # drop lines written after the checkpoint
@@ -294,7 +308,8 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
         log("no checkpoint found; starting from scratch")
     _atomic_json(out / "train_config.json", asdict(cfg))
     card = {"prediction": "v", "schedule": "cosine", "max_beta": 0.9999, "num_timesteps": NUM_TIMESTEPS,
-            "dataset": "moving-digits", "size": cfg.size, "two_stage": cfg.two_stage}
+            "dataset": "moving-digits", "size": cfg.size, "two_stage": cfg.two_stage,
+            "integer_motion": cfg.integer_motion, "device": device.type}
     n_params = sum(p.numel() for p in net.parameters())
     log(f"LGC-VD {cfg.preset} ({n_params / 1e6:.2f} M params), two_stage={cfg.two_stage}, steps {start}..{cfg.steps}")
     t0, sums, count = time.time(), [0.0, 0.0], 0
@@ -304,6 +319,7 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
     net.train()
     for step in range(start, cfg.steps):
         window, g = _batch(cfg, step, net.frames, net.channels)
+        window = window.to(device)
         l1, l2 = two_stage_step(net, opt, window, acp, g, two_stage=cfg.two_stage)
         sums[0] += l1
         sums[1] += l2
@@ -320,9 +336,17 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
                 fh.write(json.dumps(rec) + "\n")
             log(f"step {done}/{cfg.steps} loss1 {rec['loss1']:.4f} loss2 {rec['loss2']:.4f} ({rec['seconds']:.0f} s)")
             sums, count = [0.0, 0.0], 0
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+        out_of_time = max_seconds is not None and time.time() - t0 >= max_seconds
+        if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
             state = {"step": done, "ema_updates": ema.num_updates, "seconds": seconds + time.time() - t0}
             _save(out, net, ema, opt, state, {**card, "steps": done})
+        if snapshot_every and done % snapshot_every == 0:
+            snap = type(net)(**net.config)
+            ema.copy_to(snap)
+            save_pretrained(snap, out / "snapshots" / f"step_{done:06d}", dtype=torch.float16, card={**card, "steps": done})
+        if out_of_time and done < cfg.steps:
+            log(f"stopped at step {done} after {time.time() - t0:.0f} s (max_seconds); resume to continue")
+            break
     return out / "model"
 
 

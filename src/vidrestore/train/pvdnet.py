@@ -210,6 +210,42 @@ def _dataset(data: Sequence[str] | None, dataset: Any, size: int, frames: int, s
     return ds
 
 
+class _BatchRange(torch.utils.data.Dataset):
+    """Batches ``first .. last-1`` of a dataset with ``batch(index, size)``, as a map-style dataset."""
+
+    def __init__(self, ds: Any, first: int, last: int, size: int):
+        self.ds, self.first, self.last, self.size = ds, int(first), int(last), int(size)
+
+    def __len__(self) -> int:
+        return max(self.last - self.first, 0)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds.batch(self.first + i, self.size)
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _batch_stream(ds: Any, first: int, last: int, size: int, workers: int):
+    """Batches ``first, first+1, ...`` in order; ``workers > 0`` renders them in worker processes.
+
+    Batch ``k`` is a pure function of ``(seed, k)``, so the stream is the same with or without
+    workers (they only run ahead).
+    """
+    if workers <= 0:
+        for k in range(first, last):
+            yield ds.batch(k, size)
+        return
+    loader = torch.utils.data.DataLoader(_BatchRange(ds, first, last, size), batch_size=None, shuffle=False,
+                                         num_workers=int(workers), prefetch_factor=4, worker_init_fn=_one_thread)
+    yield from loader
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
 def _progress_bar(total: int, start: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -238,6 +274,9 @@ def train_bimnet(
     progress: bool = True,
     dataset: Any = None,
     config: BlurSynthConfig = BlurSynthConfig(),
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    max_seconds: float | None = None,
 ) -> LiteFlowNet:
     """Phase 1: train BIMNet (a LiteFlowNet) with the blur-invariant loss (module docstring).
 
@@ -260,6 +299,10 @@ def train_bimnet(
         progress: progress bar and log lines on stdout.
         dataset: ready-made object with ``batch(index, batch_size)`` (tests).
         config: synthetic motion ranges.
+        device: torch device of the network (data are rendered on the CPU).
+        workers: data-rendering processes (0: in this process); the batches are the same.
+        max_seconds: stop with a checkpoint after this much wall time (``resume`` continues;
+            the learning-rate schedule still follows ``steps``).
 
     Returns:
         The trained network (also exported to ``out_dir/bimnet``).
@@ -276,7 +319,8 @@ def train_bimnet(
     say = (lambda m: print(f"[bimnet] {m}", flush=True)) if progress else (lambda m: None)
 
     torch.manual_seed(seed)
-    net = LiteFlowNet(**LITEFLOWNET_PRESETS[preset]).train()
+    device = torch.device(device)
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS[preset]).train().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     if not 1 <= pairings_per_step <= 4:
         raise UserError(f"--pairings must be 1..4, got {pairings_per_step}")
@@ -297,11 +341,13 @@ def train_bimnet(
 
     window: list[tuple[float, float, float]] = []
     bar = _progress_bar(steps, start, "bimnet", progress)
+    stream = _batch_stream(ds, start, steps, batch, workers)
+    t_call = time.time()
     for step in range(start, steps):
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
-        b = ds.batch(step, batch)
+        b = _to(next(stream), device)
         pairs = [PAIRINGS[(step * pairings_per_step + k) % 4] for k in range(pairings_per_step)]
         loss, parts = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], flow_weight, pairs)
         opt.zero_grad(set_to_none=True)
@@ -322,8 +368,12 @@ def train_bimnet(
                 f.write(json.dumps(rec) + "\n")
             bar.set_postfix(loss=f"{m[0]:.4f}", epe=f"{m[2]:.2f}")
             window = []
-        if done % ckpt_every == 0 or done == steps:
+        out_of_time = max_seconds is not None and time.time() - t_call >= max_seconds
+        if done % ckpt_every == 0 or done == steps or out_of_time:
             checkpoint(done)
+        if out_of_time and done < steps:
+            say(f"stopped at step {done} (max_seconds); resume to continue")
+            break
     bar.close()
     return net
 
@@ -372,6 +422,9 @@ def train_pvdnet(
     progress: bool = True,
     dataset: Any = None,
     config: BlurSynthConfig = BlurSynthConfig(),
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    max_seconds: float | None = None,
 ) -> PVDNetDeblur:
     """Phase 2: train PVDNet with BIMNet frozen (module docstring).
 
@@ -394,6 +447,7 @@ def train_pvdnet(
             on the blurry frame) instead of the paper's Xavier init; helps short CPU runs.
         seed, ckpt_every, log_every, resume, num_threads, progress, dataset, config: as in
             :func:`train_bimnet` (intervals in optimiser steps, rounded to whole clips).
+        device, workers, max_seconds: as in :func:`train_bimnet`.
 
     Returns:
         The trained :class:`PVDNetDeblur` (also exported to ``out_dir/pvdnet``, float16).
@@ -428,6 +482,8 @@ def train_pvdnet(
     model.pvdnet.train()
     if zero_init_residual:
         nn.init.zeros_(model.pvdnet.end.weight)
+    device = torch.device(device)
+    model.to(device)
     opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, decoupled_weight_decay=True)
     per_clip = frames - 2
     expect = {"seed": seed, "batch": batch, "size": size, "frames": frames, "preset": preset, "zero_init_residual": zero_init_residual, "flow_source": flow_source}
@@ -451,12 +507,16 @@ def train_pvdnet(
     bar = _progress_bar(steps, start, "pvdnet", progress)
     step = start
     last_ckpt, last_log = start, start
+    stream = _batch_stream(ds, start // per_clip, steps // per_clip + 2, batch, workers)
+    t_call = time.time()
     while step < steps:
         t0 = time.time()
-        b = ds.batch(step // per_clip, batch)
+        b = next(stream)  # batch step // per_clip
         n = min(per_clip, steps - step)
         blurry, sharp = b["blurry"][:, :, : n + 2], b["sharp"][:, :, : n + 2]
-        flows = _training_flows(flow_source, blurry, b.get("flow"))
+        flows = _training_flows(flow_source, blurry, b.get("flow"))  # on the CPU (DIS is OpenCV)
+        blurry, sharp = blurry.to(device), sharp.to(device)
+        flows = None if flows is None else flows.to(device)
         base = step
         losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows, lr_fn=lambda i: cosine_restarts_lr(base + i, steps, lr, eta_min))
         if not all(math.isfinite(v) for v in losses):
@@ -473,9 +533,13 @@ def train_pvdnet(
                 f.write(json.dumps(rec) + "\n")
             bar.set_postfix(loss=f"{m:.5f}", psnr=rec["psnr_est"])
             window, last_log = [], step
-        if step - last_ckpt >= ckpt_every or step >= steps:
+        out_of_time = max_seconds is not None and time.time() - t_call >= max_seconds
+        if step - last_ckpt >= ckpt_every or step >= steps or out_of_time:
             checkpoint(step)
             last_ckpt = step
+        if out_of_time and step < steps:
+            say(f"stopped at step {step} (max_seconds); resume to continue")
+            break
     bar.close()
     return model
 

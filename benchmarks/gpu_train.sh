@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Training runs made on a lent GPU machine (one H100, 16 CPU cores), recorded for the model cards.
+# Usage (from the repository root):  bash benchmarks/gpu_train.sh PHASE RESULT_DIR PHOTO_DIR...
+#   phase 1: LGC-VD two-stage + one-stage ablation (integer-motion digits), BIMNet (medium),
+#            PVDNet (medium) with DIS flow; all four at once, 7.5 min of wall time each.
+#   phase 2: PVDNet (medium) with the frozen BIMNet of phase 1 (BIMNET=folder), STEPS steps.
+# Every run is an ordinary `vidrestore train ...` command; only --device/--workers differ from
+# a CPU run. Data are rendered on the CPU (workers), networks run on the GPU.
+set -u
+phase=$1; res=$2; shift 2
+data=(); for d in "$@"; do data+=(--data "$d"); done
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+V="python3 -m vidrestore.cli.main"
+mkdir -p "$res"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$res/machine.txt" 2>&1
+python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" >> "$res/machine.txt" 2>&1
+nproc >> "$res/machine.txt"
+MIN=${MIN:-7.5}; DEV=${DEV:-cuda}
+if [ "$phase" = 1 ]; then
+  $V train lgcvd --out "$res/lg2" --steps 1000000 --batch 32 --lr 3e-4 --integer-motion --ckpt-every 500 \
+     --device "$DEV" --threads 1 --max-minutes "$MIN" > "$res/lg2.log" 2>&1 &
+  $V train lgcvd --out "$res/lg1" --one-stage --steps 1000000 --batch 32 --lr 3e-4 --integer-motion --ckpt-every 500 \
+     --snapshot-every 250 --device "$DEV" --threads 1 --max-minutes "$MIN" > "$res/lg1.log" 2>&1 &
+  $V train bimnet "${data[@]}" --out "$res/bim" --preset medium --steps ${BIM_STEPS:-4000} --batch 8 --size 96 \
+     --flow-weight 0.1 --ckpt-every 500 --device "$DEV" --workers 5 --threads 1 --max-minutes "$MIN" > "$res/bim.log" 2>&1 &
+  $V train pvdnet "${data[@]}" --out "$res/pvd_dis" --flow dis --preset medium --steps ${PVD_STEPS:-7000} --batch 8 \
+     --size 96 --frames 8 --zero-init --ckpt-every 1000 --device "$DEV" --workers 7 --threads 1 --max-minutes "$MIN" \
+     > "$res/pvd_dis.log" 2>&1 &
+  wait
+elif [ "$phase" = 2 ]; then
+  $V train pvdnet "${data[@]}" --out "$res/pvd_bim" --bimnet "$BIMNET" --flow bimnet --preset medium --steps "$STEPS" \
+     --batch 8 --size 96 --frames 8 --zero-init --ckpt-every 1000 --device "$DEV" --workers 14 --threads 1 \
+     --max-minutes "$MIN" > "$res/pvd_bim.log" 2>&1
+fi

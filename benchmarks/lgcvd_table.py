@@ -105,8 +105,11 @@ def training_cost(model_dir: Path) -> str:
     log = run / "log.jsonl"
     cfg = json.loads((model_dir / "config.json").read_text())
     if log.is_file():
-        last = json.loads(log.read_text().splitlines()[-1])
-        return f"{last['step']} iterations ({2 * last['step']} optimiser updates), {last['seconds'] / 60:.0f} CPU-min (1 thread, shared 2-core machine)"
+        recs = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+        at = [r for r in recs if r["step"] == cfg.get("steps")]
+        last = at[-1] if at else recs[-1]
+        where = "GPU-min (one H100)" if cfg.get("device") == "cuda" else "CPU-min (1 thread, shared 2-core machine)"
+        return f"{last['step']} iterations ({2 * last['step']} optimiser updates), {last['seconds'] / 60:.0f} {where}"
     return f"{cfg.get('steps', '?')} iterations"
 
 
@@ -124,6 +127,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lpips", action="store_true")
     ap.add_argument("--i3d", default=None, help="TorchScript I3D file for FVD (not shipped)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--integer-motion", choices=["auto", "yes", "no"], default="auto",
+                    help="test videos with whole-pixel motion (auto: as the model was trained)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--name", default="lgcvd_table")
     args = ap.parse_args(argv)
@@ -137,7 +142,9 @@ def main(argv=None) -> None:
         models["one-stage ablation"] = from_pretrained(args.ablation)
     lp = lpips_fn(args.lpips)
     V, N = args.videos, args.samples
-    gt = moving_digits(V, frames=14, size=32, split="test", seed=args.seed, channels=3)
+    trained_int = bool(getattr(models["LGC-VD two-stage"], "pretrained_config", {}).get("integer_motion", False))
+    integer_motion = trained_int if args.integer_motion == "auto" else args.integer_motion == "yes"
+    gt = moving_digits(V, frames=14, size=32, split="test", seed=args.seed, channels=3, integer_motion=integer_motion)
     rows: list[dict] = []
     preds = {}
 
@@ -227,7 +234,8 @@ def main(argv=None) -> None:
         "# LGC-VD on held-out moving digits (32x32, unseen glyphs)",
         "",
         f"{V} test videos, {N} samples each (best-of-{N} = per-video best, then mean over videos); "
-        f"{args.steps}-step ancestral sampler (eta={args.eta}); seed {args.seed}.",
+        f"{args.steps}-step ancestral sampler (eta={args.eta}); seed {args.seed}; "
+        + ("whole-pixel (integer) motion." if integer_motion else "real-valued velocities, drawn at rounded positions."),
         "",
         f"Models: `{args.model}` ({training_cost(Path(args.model))})"
         + (f"; ablation `{args.ablation}` ({training_cost(Path(args.ablation))})" if args.ablation else "") + ".",

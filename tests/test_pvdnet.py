@@ -547,3 +547,22 @@ def test_shipped_weights_load_and_run():
     out = deblur_video_pvdnet(clip, net)
     assert out.shape == clip.shape and torch.isfinite(out).all()
     assert 0 < (out - clip).abs().mean() < 0.1  # a residual correction, not a different image
+
+
+def test_correlation_unfold_path_matches_loop_values_and_gradients(monkeypatch):
+    """The GPU path of the correlation (one unfold) equals the displacement loop, in float64."""
+    import vidrestore.nets.liteflownet as lfn
+
+    torch.manual_seed(3)
+    for c, h, w, d, s in [(6, 11, 9, 3, 1), (5, 17, 13, 4, 2), (3, 5, 7, 2, 3)]:
+        a = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(2, (2 * d + 1) ** 2, -(-h // s), -(-w // s), dtype=torch.float64)
+        results = []
+        for impl in ("unfold", "loop"):
+            monkeypatch.setattr(lfn, "_CORRELATION", impl)
+            out = lfn.correlation(a, b, d, s)
+            results.append((out.detach(), *torch.autograd.grad((out * weight).sum(), [a, b])))
+        for x, y in zip(*results):
+            assert torch.allclose(x, y, atol=1e-12)
+        assert results[0][0].abs().sum() > 0

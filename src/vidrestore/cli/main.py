@@ -406,6 +406,8 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
 @click.option("--lr", type=float, default=2e-4)
 @click.option("--one-stage", is_flag=True, help="Ablation: no global context, stage 2 on ground-truth conditions.")
 @click.option("--ema-start", type=click.IntRange(min=0), default=1000, help="EMA copies the model before this iteration.")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.995, show_default=True, help="EMA decay per update.")
+@click.option("--ema-every", type=click.IntRange(min=1), default=10, show_default=True, help="Iterations between EMA updates.")
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
 @click.option("--integer-motion", is_flag=True, help="Moving digits at whole-pixel positions and velocities (two frames determine the future).")
@@ -414,12 +416,12 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
 @_TRAIN_DEVICE
 @_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, seed, ckpt_every, integer_motion, snapshot_every, threads, device, max_minutes, resume):
+def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, ema_decay, ema_every, seed, ckpt_every, integer_motion, snapshot_every, threads, device, max_minutes, resume):
     """Train LGC-VD (two-stage, v-prediction, cosine schedule) on the offline moving-digits data."""
     from ..train.lgcvd import TrainConfig, train_lgcvd
 
     _check_device(device)
-    cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, seed=seed,
+    cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, ema_decay=ema_decay, ema_every=ema_every, seed=seed,
                       ckpt_every=ckpt_every, net_overrides={"global_context": False} if one_stage else {}, integer_motion=integer_motion)
     train_lgcvd(out_dir, cfg, resume=resume, num_threads=threads, log=click.echo, device=device,
                 max_seconds=None if max_minutes is None else 60 * max_minutes, snapshot_every=snapshot_every)

@@ -174,3 +174,48 @@ def test_restore_svi_in_windows(tmp_path, clip):
     code, text = run("restore", str(y_path), "-o", str(out), "-m", "svi", "--steps", "2", "--window", "4", "--overlap", "2", "-q")
     assert code == 0, text
     assert read_video(out)[0].shape == x.shape
+
+
+_TRAIN_ARGS = {
+    "lgcvd": ["train", "lgcvd"],
+    "bimnet": ["train", "bimnet", "--data", "photos"],
+    "pvdnet": ["train", "pvdnet", "--data", "photos", "--flow", "zero"],
+}
+
+
+@pytest.mark.parametrize("phase", list(_TRAIN_ARGS))
+@pytest.mark.parametrize(
+    "device,needle",
+    [
+        pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+        ("bogus", "unknown device"),
+    ],
+)
+def test_train_bad_device_exits_2_with_one_line(tmp_path, phase, device, needle):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, [*_TRAIN_ARGS[phase], "--out", str(out), "--device", device])
+    assert r.exit_code == 2, r.output
+    text = r.output or ""
+    errors = [line for line in text.strip().splitlines() if line.startswith("vidrestore: error")]
+    assert len(set(errors)) == 1 and needle in errors[0], text
+    assert "Traceback" not in text
+    assert not out.exists()  # checked before anything is written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_lgcvd_cuda_without_cuda_as_a_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import vidrestore
+
+    src = str(Path(vidrestore.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "vidrestore.cli.main", "train", "lgcvd", "--out", str(tmp_path / "x"), "--device", "cuda"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA is not available" in lines[0] and lines[0].startswith("vidrestore: error")
+    assert not (tmp_path / "x").exists()

@@ -386,3 +386,111 @@ def test_bundled_digits_model_loads_and_predicts():
     assert y.shape == (1, 3, 8, 32, 32)
     torch.testing.assert_close(y[:, :, :2], past)
     assert float(y[:, :, 2:].mean()) < 0.5  # mostly black frames, like the data
+
+
+def _centres(x: torch.Tensor) -> torch.Tensor:
+    """Intensity centre of mass ``(N, T, 2)`` (row, column) of gray videos ``(N, T, H, W)``."""
+    x = x.double()
+    ys = torch.arange(x.shape[-2], dtype=torch.float64)
+    xs = torch.arange(x.shape[-1], dtype=torch.float64)
+    m = x.sum((-1, -2))
+    return torch.stack([(x.sum(-1) * ys).sum(-1) / m, (x.sum(-2) * xs).sum(-1) / m], -1)
+
+
+def test_moving_digits_integer_motion_whole_pixel_constant_velocity():
+    kw = dict(frames=16, size=32, split="test", seed=0, num_digits=1, channels=1)
+    x = moving_digits(8, integer_motion=True, **kw)[:, 0]
+    assert x.shape == (8, 16, 32, 32)
+    torch.testing.assert_close(moving_digits(8, integer_motion=True, **kw)[:, 0], x)  # seeded
+    mass = x.double().sum((-1, -2))
+    assert float((mass - mass[:, :1]).abs().max()) < 1e-6  # the digit never leaves the frame
+    d = _centres(x).diff(dim=1)  # (N, T-1, 2) displacement per frame
+    assert float((d - d.round()).abs().max()) < 1e-4  # whole pixels in each axis
+    d = d.round()
+    assert float(d.abs().max()) <= 2
+    moving = d.abs().sum(-1) > 0
+    assert bool(moving[:, 0].any())
+    assert float(moving.double().mean(1).min()) >= 0.8  # both zero only at the odd corner bounce
+    for k in range(len(d)):  # the speed per axis is the start velocity's, in {0, 1, 2}, not both zero
+        speed = d[k].abs().max(0).values
+        assert speed.sum() > 0 and set(speed.tolist()) <= {0.0, 1.0, 2.0}
+    # Constant velocity away from bounces: the second difference vanishes on most steps.
+    const = ((d[:, 1:] - d[:, :-1]).abs().sum(-1) == 0).double()
+    assert float(const.mean(1).min()) >= 0.7 and float(const.mean()) >= 0.8
+    # Real-valued velocities (the default) drawn at rounded positions are irregular.
+    r = _centres(moving_digits(8, **kw)[:, 0]).diff(dim=1)
+    const_r = ((r[:, 1:] - r[:, :-1]).abs().sum(-1) < 1e-4).double()
+    assert float(const_r.mean()) < float(const.mean()) - 0.3
+
+
+def test_moving_digits_default_unchanged_by_integer_motion_option():
+    x = moving_digits(2, frames=6, size=32, split="test", seed=0).double()
+    w = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape) / x.numel()
+    # Values computed with moving_digits.py of the commit before the integer_motion option.
+    assert float(x.sum()) == pytest.approx(2985.0823443741538, rel=1e-9)
+    assert float((x * w).sum()) == pytest.approx(1604.3576960725964, rel=1e-9)
+    assert torch.equal(moving_digits(2, frames=6, size=32, split="test", seed=0, integer_motion=False).double(), x)
+    y = moving_digits(2, frames=6, size=32, split="test", seed=0, integer_motion=True).double()
+    assert y.shape == x.shape and not torch.equal(x, y)
+    ds = MovingDigits(3, frames=6, split="test", integer_motion=True)
+    assert ds.integer_motion is True
+    torch.testing.assert_close(ds[1], moving_digits(1, frames=6, split="test", start=1, integer_motion=True)[0])
+
+
+def _tiny_cfg(steps: int, **kw):
+    from vidrestore.train.lgcvd import TrainConfig
+
+    small = {k: v for k, v in TINY.items() if k not in ("channels", "frames", "image_size")}
+    return TrainConfig(net_overrides=dict(small, image_size=16), size=16, digit_size=8, steps=steps,
+                       batch=2, ckpt_every=100, log_every=1, ema_start=1, ema_every=1, **kw)
+
+
+def test_train_lgcvd_float16_snapshots(tmp_path):
+    from safetensors.torch import load_file
+
+    from vidrestore.train.lgcvd import train_lgcvd
+
+    model = train_lgcvd(tmp_path / "r", _tiny_cfg(4), log=lambda m: None, snapshot_every=2)
+    snaps = tmp_path / "r" / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["step_000002", "step_000004"]
+    for name, steps in (("step_000002", 2), ("step_000004", 4)):
+        stored = load_file(str(next((snaps / name).glob("*.safetensors"))))
+        floats = [v for v in stored.values() if v.is_floating_point()]
+        assert floats and all(v.dtype == torch.float16 for v in floats)
+        net = from_pretrained(snaps / name)
+        assert isinstance(net, LGCVDUNet) and net.pretrained_config["steps"] == steps
+        assert net.pretrained_config["prediction"] == "v"
+    # The last snapshot is the exported EMA network, rounded to float16.
+    final, snap = from_pretrained(model), from_pretrained(snaps / "step_000004")
+    for (k, a), (_, b) in zip(final.state_dict().items(), snap.state_dict().items()):
+        assert torch.equal(a.half().float(), b.float()), k
+    early = from_pretrained(snaps / "step_000002")
+    assert any(not torch.equal(a, b) for a, b in zip(early.state_dict().values(), snap.state_dict().values()))
+
+
+def test_train_lgcvd_max_seconds_stops_then_resumes(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from vidrestore.train.lgcvd import train_lgcvd
+
+    cfg = _tiny_cfg(3, integer_motion=True)
+    train_lgcvd(tmp_path / "full", cfg, log=lambda m: None)
+    msgs: list[str] = []
+    train_lgcvd(tmp_path / "cut", cfg, log=msgs.append, max_seconds=1e-4)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 1 < cfg.steps
+    assert any("max_seconds" in m for m in msgs)
+    assert json.loads((tmp_path / "cut" / "model" / "config.json").read_text())["steps"] == 1
+    saved = json.loads((tmp_path / "cut" / "train_config.json").read_text())
+    assert saved["integer_motion"] is True and saved["steps"] == 3
+    train_lgcvd(tmp_path / "cut", cfg, resume=True, log=lambda m: None)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    for name in ("model", "ema"):  # the interrupted run continues exactly
+        a = load_file(str(tmp_path / "full" / "checkpoint" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "cut" / "checkpoint" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    card = json.loads((tmp_path / "cut" / "model" / "config.json").read_text())
+    assert card["steps"] == 3 and card["integer_motion"] is True

@@ -1,6 +1,7 @@
 """PVDNet: pixel volume, correlation, nets, synthetic blur, training steps, recurrent inference."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -427,6 +428,76 @@ def test_train_pvdnet_resume_matches_uninterrupted(tmp_path):
     for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k)
     assert (tmp_path / "b" / "pvdnet" / "model.safetensors").is_file()
+
+
+
+class _IndexedData:
+    """Batches that depend on their index (module level, so DataLoader workers can use it)."""
+
+    def batch(self, index, batch_size):
+        g = torch.Generator().manual_seed(1000 + index)
+        return {"noise": torch.randn(batch_size, 3, 4, generator=g), "index": torch.full((batch_size,), index),
+                "pid": torch.tensor(os.getpid())}
+
+
+@pytest.mark.parametrize("first,last", [(0, 5), (3, 7)])
+def test_batch_stream_with_workers_matches_in_process(first, last):
+    from vidrestore.train.pvdnet import _batch_stream
+
+    ds = _IndexedData()
+    plain = list(_batch_stream(ds, first, last, 2, 0))
+    assert [int(b["index"][0]) for b in plain] == list(range(first, last))
+    assert all(torch.equal(b["noise"], ds.batch(k, 2)["noise"]) for k, b in zip(range(first, last), plain))
+    pooled = list(_batch_stream(ds, first, last, 2, 2))
+    assert len(pooled) == len(plain)
+    assert all(int(b["pid"]) == os.getpid() for b in plain)
+    assert all(int(b["pid"]) != os.getpid() for b in pooled)  # rendered in worker processes
+    for a, b in zip(plain, pooled):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "pid")
+    assert list(_batch_stream(ds, 4, 4, 2, 2)) == [] and list(_batch_stream(ds, 4, 4, 2, 0)) == []
+
+
+def test_train_bimnet_max_seconds_stops_after_one_step_then_resumes(tmp_path):
+    import json
+
+    from vidrestore.train.pvdnet import train_bimnet
+
+    data = _FixedData(_tiny_clips(2))
+    kw = dict(batch=2, size=32, progress=False, dataset=data, ckpt_every=100, log_every=1, pairings_per_step=1)
+    full = train_bimnet(None, tmp_path / "a", steps=3, **kw)
+    cut = train_bimnet(None, tmp_path / "b", steps=3, max_seconds=0.0001, **kw)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 1
+    assert json.loads((tmp_path / "b" / "bimnet" / "config.json").read_text())["trained_steps"] == 1
+    assert any(not torch.equal(v, w) for v, w in zip(full.state_dict().values(), cut.state_dict().values()))
+    resumed = train_bimnet(None, tmp_path / "b", steps=3, resume=True, **kw)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    assert json.loads((tmp_path / "b" / "bimnet" / "config.json").read_text())["trained_steps"] == 3
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)  # same as the uninterrupted run (lr schedule follows steps)
+
+
+def test_train_pvdnet_max_seconds_stops_after_one_clip_then_resumes(tmp_path):
+    import json
+
+    from vidrestore.checkpoint import save_pretrained
+    from vidrestore.train.pvdnet import train_pvdnet
+
+    torch.manual_seed(0)
+    save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
+    data = _FixedData(_tiny_clips(4))
+    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=100, log_every=2)
+    full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
+    train_pvdnet(None, tmp_path / "b", steps=4, max_seconds=0.0001, **kw)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 2  # one clip of frames-2 = 2 recurrent steps
+    assert json.loads((tmp_path / "b" / "pvdnet" / "config.json").read_text())["trained_steps"] == 2
+    resumed = train_pvdnet(None, tmp_path / "b", steps=4, resume=True, **kw)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)
 
 
 def test_cosine_restarts_schedule():

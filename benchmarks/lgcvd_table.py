@@ -104,11 +104,15 @@ def training_cost(model_dir: Path) -> str:
     run = model_dir.parent
     log = run / "log.jsonl"
     cfg = json.loads((model_dir / "config.json").read_text())
+    where = "GPU-min (one H100)" if cfg.get("device") == "cuda" else "CPU-min (1 thread, shared 2-core machine)"
+    if "train_seconds" in cfg:  # recorded in the weight folder since session 6
+        steps = cfg.get("steps", "?")
+        updates = f" ({2 * steps} optimiser updates)" if isinstance(steps, int) else ""  # two per iteration, both models
+        return f"{steps} iterations{updates}, {cfg['train_seconds'] / 60:.1f} {where}"
     if log.is_file():
         recs = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
         at = [r for r in recs if r["step"] == cfg.get("steps")]
         last = at[-1] if at else recs[-1]
-        where = "GPU-min (one H100)" if cfg.get("device") == "cuda" else "CPU-min (1 thread, shared 2-core machine)"
         return f"{last['step']} iterations ({2 * last['step']} optimiser updates), {last['seconds'] / 60:.0f} {where}"
     return f"{cfg.get('steps', '?')} iterations"
 
@@ -122,7 +126,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gif-samples", type=int, default=8)
+    ap.add_argument("--gif-samples", type=int, default=8, help="unconditional samples in lgcvd_generate.gif (0: write no GIFs)")
     ap.add_argument("--skip-no-carry", action="store_true", help="skip the two-stage row without the carried global context")
     ap.add_argument("--lpips", action="store_true")
     ap.add_argument("--i3d", default=None, help="TorchScript I3D file for FVD (not shipped)")
@@ -205,13 +209,14 @@ def main(argv=None) -> None:
         rows.append({"task": "interpolation x7", "frames": "1..6", "method": name, "samples": N, **summarise(p, s, V, N)})
 
     # ---- unconditional samples -------------------------------------------------------------
-    g = torch.Generator().manual_seed(args.seed + 3)
-    gen = generate_video(models["LGC-VD two-stage"], 16, batch=args.gif_samples, steps=args.steps, eta=args.eta, generator=g)
-    half = (args.gif_samples + 1) // 2
-    write_video(out / "lgcvd_generate.gif", tile([gen[:half], gen[half:]] if args.gif_samples > 1 else [gen]), fps=6)
-    k = min(6, V)
-    grid_rows = [gt[:k], copy[:k]] + [preds[n][::N][:k] for n in models]
-    write_video(out / "lgcvd_predict.gif", tile(grid_rows), fps=6)
+    if args.gif_samples > 0:  # 0: no GIFs (e.g. sampler sweeps)
+        g = torch.Generator().manual_seed(args.seed + 3)
+        gen = generate_video(models["LGC-VD two-stage"], 16, batch=args.gif_samples, steps=args.steps, eta=args.eta, generator=g)
+        half = (args.gif_samples + 1) // 2
+        write_video(out / "lgcvd_generate.gif", tile([gen[:half], gen[half:]] if args.gif_samples > 1 else [gen]), fps=6)
+        k = min(6, V)
+        grid_rows = [gt[:k], copy[:k]] + [preds[n][::N][:k] for n in models]
+        write_video(out / "lgcvd_predict.gif", tile(grid_rows), fps=6)
 
     if args.i3d:
         from vidrestore.metrics.fvd import fvd, load_i3d

@@ -380,6 +380,7 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 @click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (cosine restarts).")
 @click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
 @click.option("--zero-init", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
+@click.option("--init", "init", default=None, help="Start the CNN from this PVDNet weight folder (fine-tuning; same --preset).")
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
@@ -387,13 +388,13 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 @_TRAIN_WORKERS
 @_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, seed, ckpt_every, threads, device, workers, max_minutes, resume):
+def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, init, seed, ckpt_every, threads, device, workers, max_minutes, resume):
     """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
     from ..train.pvdnet import train_pvdnet
 
     _check_device(device)
     train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume,
-                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes)
+                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes, init=init)
 
 
 @train.command(name="lgcvd")

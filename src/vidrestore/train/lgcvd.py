@@ -339,11 +339,12 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
         out_of_time = max_seconds is not None and time.time() - t0 >= max_seconds
         if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
             state = {"step": done, "ema_updates": ema.num_updates, "seconds": seconds + time.time() - t0}
-            _save(out, net, ema, opt, state, {**card, "steps": done})
+            _save(out, net, ema, opt, state, {**card, "steps": done, "train_seconds": round(state["seconds"], 1)})
         if snapshot_every and done % snapshot_every == 0:
             snap = type(net)(**net.config)
             ema.copy_to(snap)
-            save_pretrained(snap, out / "snapshots" / f"step_{done:06d}", dtype=torch.float16, card={**card, "steps": done})
+            save_pretrained(snap, out / "snapshots" / f"step_{done:06d}", dtype=torch.float16,
+                            card={**card, "steps": done, "train_seconds": round(seconds + time.time() - t0, 1)})
         if out_of_time and done < cfg.steps:
             log(f"stopped at step {done} after {time.time() - t0:.0f} s (max_seconds); resume to continue")
             break
@@ -367,7 +368,7 @@ def export_weights(run_dir: str | os.PathLike, dest: str | os.PathLike, *, which
     net.load_state_dict(load_file(str(run / "checkpoint" / f"{which}.safetensors")))
     extra = {k: v for k, v in cfg.items() if k not in ("class", "format_version", "kwargs")}
     state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
-    extra.update(steps=state["step"], weights=which)
+    extra.update(steps=state["step"], weights=which, train_seconds=round(state.get("seconds", 0.0), 1))
     dest = Path(dest)
     save_pretrained(net, dest, dtype=dtype, card=extra)
     if card is not None:

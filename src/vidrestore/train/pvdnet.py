@@ -425,6 +425,7 @@ def train_pvdnet(
     device: str | torch.device = "cpu",
     workers: int = 0,
     max_seconds: float | None = None,
+    init: str | os.PathLike | None = None,
 ) -> PVDNetDeblur:
     """Phase 2: train PVDNet with BIMNet frozen (module docstring).
 
@@ -448,6 +449,9 @@ def train_pvdnet(
         seed, ckpt_every, log_every, resume, num_threads, progress, dataset, config: as in
             :func:`train_bimnet` (intervals in optimiser steps, rounded to whole clips).
         device, workers, max_seconds: as in :func:`train_bimnet`.
+        init: optional PVDNet weight folder (e.g. a model trained with another flow source)
+            whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s.
+            ``zero_init_residual`` is then ignored. The BIMNet still comes from ``bimnet``.
 
     Returns:
         The trained :class:`PVDNetDeblur` (also exported to ``out_dir/pvdnet``, float16).
@@ -480,7 +484,13 @@ def train_pvdnet(
     model.bimnet.load_state_dict(flow_net.state_dict())
     model.bimnet.eval().requires_grad_(False)
     model.pvdnet.train()
-    if zero_init_residual:
+    if init is not None:
+        src = from_pretrained(init)
+        if not isinstance(src, PVDNetDeblur) or src.pvdnet.config != model.pvdnet.config:
+            raise UserError(f"--init {init} is not a PVDNet weight folder with the {preset!r} preset's config")
+        model.pvdnet.load_state_dict({k: v.float() for k, v in src.pvdnet.state_dict().items()})
+        init_steps = getattr(src, "pretrained_config", {}).get("trained_steps")
+    elif zero_init_residual:
         nn.init.zeros_(model.pvdnet.end.weight)
     device = torch.device(device)
     model.to(device)
@@ -500,6 +510,8 @@ def train_pvdnet(
     def checkpoint(step: int) -> None:
         _save_checkpoint(ckpt_dir, model, opt, {**expect, "step": step, "history": history, "seconds": seconds})
         card = {"trained_steps": step, "phase": "pvdnet", "train_seconds": round(seconds, 1), **expect}
+        if init is not None:
+            card.update(init=str(init), init_trained_steps=init_steps)
         save_pretrained(model, out / "pvdnet", dtype=torch.float16, card=card)
 
     eta_min = lr * 1e-3

@@ -466,6 +466,18 @@ def test_train_lgcvd_float16_snapshots(tmp_path):
         assert torch.equal(a.half().float(), b.float()), k
     early = from_pretrained(snaps / "step_000002")
     assert any(not torch.equal(a, b) for a, b in zip(early.state_dict().values(), snap.state_dict().values()))
+    # Every weight folder records its training time (the benchmark's cost column reads it).
+    import json
+
+    t2, t4 = early.pretrained_config["train_seconds"], snap.pretrained_config["train_seconds"]
+    assert 0 < t2 <= t4
+    assert json.loads((model / "config.json").read_text())["train_seconds"] > 0
+    from vidrestore.train.lgcvd import export_weights
+
+    state = json.loads((tmp_path / "r" / "checkpoint" / "trainer_state.json").read_text())
+    exported = from_pretrained(export_weights(tmp_path / "r", tmp_path / "exp"))
+    assert exported.pretrained_config["train_seconds"] == round(state["seconds"], 1)
+    assert exported.pretrained_config["weights"] == "ema" and exported.pretrained_config["steps"] == 4
 
 
 def test_train_lgcvd_max_seconds_stops_then_resumes(tmp_path):

@@ -637,3 +637,30 @@ def test_correlation_unfold_path_matches_loop_values_and_gradients(monkeypatch):
         for x, y in zip(*results):
             assert torch.allclose(x, y, atol=1e-12)
         assert results[0][0].abs().sum() > 0
+
+
+def test_train_pvdnet_init_starts_from_given_cnn_and_checks_its_config(tmp_path):
+    import json
+
+    from vidrestore.checkpoint import save_pretrained
+    from vidrestore.errors import UserError
+    from vidrestore.train.pvdnet import train_pvdnet
+
+    torch.manual_seed(0)
+    save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
+    data = _FixedData(_tiny_clips(4))
+    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=100, log_every=2)
+    first = train_pvdnet(None, tmp_path / "a", steps=2, flow_source="zero", **kw)
+    # zero training steps with --init: the CNN is exactly the (float16-stored) initial model's
+    tuned = train_pvdnet(None, tmp_path / "b", steps=2, lr=0.0, weight_decay=0.0, init=tmp_path / "a" / "pvdnet", **kw)
+    for (k, v), (_, w) in zip(first.pvdnet.state_dict().items(), tuned.pvdnet.state_dict().items()):
+        torch.testing.assert_close(v.half().float(), w, msg=k)
+    card = json.loads((tmp_path / "b" / "pvdnet" / "config.json").read_text())
+    assert card["init_trained_steps"] == 2 and card["init"].endswith("pvdnet") and card["flow_source"] == "bimnet"
+    # a non-zero learning rate moves away from it
+    moved = train_pvdnet(None, tmp_path / "c", steps=2, lr=1e-3, init=tmp_path / "a" / "pvdnet", **kw)
+    assert any(not torch.equal(v.half().float(), w) for v, w in zip(first.pvdnet.state_dict().values(), moved.pvdnet.state_dict().values()))
+    with pytest.raises(UserError, match="preset's config"):
+        train_pvdnet(None, tmp_path / "d", steps=2, preset="medium", init=tmp_path / "a" / "pvdnet", **kw)
+    with pytest.raises(UserError, match="preset's config"):
+        train_pvdnet(None, tmp_path / "e", steps=2, init=tmp_path / "bim", **kw)

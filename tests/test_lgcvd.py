@@ -379,7 +379,8 @@ def test_bundled_digits_model_loads_and_predicts():
 
     net = load_lgcvd()
     cfg = net.pretrained_config
-    assert cfg["prediction"] == "v" and cfg["schedule"] == "cosine" and cfg["steps"] == 3000
+    assert cfg["prediction"] == "v" and cfg["schedule"] == "cosine" and cfg["steps"] == 4038 and cfg["weights"] == "model"
+    assert cfg["integer_motion"] and cfg["two_stage"]
     assert sum(p.numel() for p in net.parameters()) == 1_394_312 and net.global_context
     past = moving_digits(1, frames=2, split="test")
     y = predict_video(net, past, 6, steps=2, generator=torch.Generator().manual_seed(0))

@@ -357,7 +357,7 @@ def train_bimnet(
         if not math.isfinite(float(loss.detach())):
             raise RuntimeError(f"non-finite loss at step {step + 1}")
         seconds += time.time() - t0
-        window.append((float(loss), parts["photo"], parts["epe"]))
+        window.append((float(loss.detach()), parts["photo"], parts["epe"]))
         done = step + 1
         bar.update(1)
         if done % log_every == 0 or done == steps:

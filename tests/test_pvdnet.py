@@ -414,14 +414,21 @@ def test_pvdnet_training_step_reduces_loss():
     assert np.mean(after) < np.mean(before)
 
 
-def test_train_pvdnet_resume_matches_uninterrupted(tmp_path):
+def _tiny_pvdnet_run(tmp_path, **extra):
+    """Keyword arguments of ``train_pvdnet`` for a tiny in-memory run with a saved random BIMNet."""
     from vidrestore.checkpoint import save_pretrained
-    from vidrestore.train.pvdnet import train_pvdnet
 
     torch.manual_seed(0)
     save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
-    data = _FixedData(_tiny_clips(4))
-    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=2, log_every=2)
+    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=_FixedData(_tiny_clips(4)), log_every=2)
+    kw.update(extra)
+    return kw
+
+
+def test_train_pvdnet_resume_matches_uninterrupted(tmp_path):
+    from vidrestore.train.pvdnet import train_pvdnet
+
+    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=2)
     full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
     train_pvdnet(None, tmp_path / "b", steps=2, **kw)
     resumed = train_pvdnet(None, tmp_path / "b", steps=4, resume=True, **kw)
@@ -482,13 +489,9 @@ def test_train_bimnet_max_seconds_stops_after_one_step_then_resumes(tmp_path):
 def test_train_pvdnet_max_seconds_stops_after_one_clip_then_resumes(tmp_path):
     import json
 
-    from vidrestore.checkpoint import save_pretrained
     from vidrestore.train.pvdnet import train_pvdnet
 
-    torch.manual_seed(0)
-    save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
-    data = _FixedData(_tiny_clips(4))
-    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=100, log_every=2)
+    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
     full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
     train_pvdnet(None, tmp_path / "b", steps=4, max_seconds=0.0001, **kw)
     state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
@@ -642,14 +645,10 @@ def test_correlation_unfold_path_matches_loop_values_and_gradients(monkeypatch):
 def test_train_pvdnet_init_starts_from_given_cnn_and_checks_its_config(tmp_path):
     import json
 
-    from vidrestore.checkpoint import save_pretrained
     from vidrestore.errors import UserError
     from vidrestore.train.pvdnet import train_pvdnet
 
-    torch.manual_seed(0)
-    save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
-    data = _FixedData(_tiny_clips(4))
-    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=data, ckpt_every=100, log_every=2)
+    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
     first = train_pvdnet(None, tmp_path / "a", steps=2, flow_source="zero", **kw)
     # zero training steps with --init: the CNN is exactly the (float16-stored) initial model's
     tuned = train_pvdnet(None, tmp_path / "b", steps=2, lr=0.0, weight_decay=0.0, init=tmp_path / "a" / "pvdnet", **kw)

@@ -22,15 +22,29 @@ from ..nets import PVDNetDeblur
 from ..nets.pvdnet import deblur_frames
 from .progress import progress
 
-__all__ = ["DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "pvdnet_flow_fn", "deblur_video_pvdnet", "deblur_file"]
+__all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet", "deblur_file"]
 
-DEFAULT_PVDNET = Path(__file__).resolve().parents[1] / "weights" / "pvdnet-small"
+_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+#: Bundled PVDNet weight folders, selectable by name (``--weights pvdnet-small``).
+BUNDLED_PVDNET = ("pvdnet-small", "pvdnet-medium")
+DEFAULT_PVDNET = _WEIGHTS / "pvdnet-small"
 FLOWS = ("bimnet", "dis", "zero")
 
 
+def resolve_pvdnet_weights(weights: str | Path | None) -> Path:
+    """A weight folder path: ``None`` -> the default bundled model; a bundled name
+    (:data:`BUNDLED_PVDNET`) that is not an existing path -> that bundled folder; else the path."""
+    if not weights:
+        return DEFAULT_PVDNET
+    path = Path(weights)
+    if not path.exists() and str(weights) in BUNDLED_PVDNET:
+        return _WEIGHTS / str(weights)
+    return path
+
+
 def load_pvdnet(weights: str | Path | None = None, device: str | torch.device = "cpu") -> PVDNetDeblur:
-    """Load a PVDNet weight folder (default: the shipped small model)."""
-    path = Path(weights) if weights else DEFAULT_PVDNET
+    """Load a PVDNet weight folder or bundled model name (default: :data:`DEFAULT_PVDNET`)."""
+    path = resolve_pvdnet_weights(weights)
     net = from_pretrained(path, device=device)
     if not isinstance(net, PVDNetDeblur):
         raise UserError(f"{path} holds a {type(net).__name__}, not a PVDNet model")
@@ -104,4 +118,4 @@ def deblur_file(
     x = deblur_video_pvdnet(video, net, flow=name, quiet=quiet)
     seconds = time.perf_counter() - t0
     write_video(out, x, fps)
-    return {"method": "pvdnet", "op": f"blind (flow {name})", "weights": str(weights or DEFAULT_PVDNET), "flow": name, "sigma_y": 0.0, "seconds": seconds, "output": str(out), "shape": list(x.shape)}
+    return {"method": "pvdnet", "op": f"blind (flow {name})", "weights": str(resolve_pvdnet_weights(weights)), "flow": name, "sigma_y": 0.0, "seconds": seconds, "output": str(out), "shape": list(x.shape)}

@@ -44,7 +44,7 @@ from vidrestore.flow import dis_flow
 from vidrestore.io import read_video
 from vidrestore.metrics import aligned_video_metrics
 from vidrestore.ops.blur import motion_kernel
-from vidrestore.workflows.deblur import deblur_video_pvdnet, load_pvdnet
+from vidrestore.workflows.deblur import DEFAULT_PVDNET, deblur_video_pvdnet, load_pvdnet
 
 EXPOSURE_GUESS = 0.75  # Wiener: blur length = exposure * |median flow| (frames)
 WIENER_NSR = 1e-2
@@ -144,7 +144,7 @@ def timing(net, frames: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", action="append", required=True, help="Photo folder(s); only the held-out photos are used.")
-    ap.add_argument("--weights", default=None, help="PVDNet weight folder (default: shipped small model).")
+    ap.add_argument("--weights", default=None, help="PVDNet weight folder or bundled name (default: the default bundled model).")
     ap.add_argument("--clips", type=int, default=12)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--size", type=int, nargs=2, default=(128, 160))
@@ -199,7 +199,7 @@ def main():
     lines = [
         "# PVDNet benchmark (issue 6)",
         "",
-        f"Weights: `{args.weights or 'src/vidrestore/weights/pvdnet-small'}` (trained steps {cfg.get('trained_steps')}, "
+        f"Weights: `{args.weights or 'src/vidrestore/weights/' + DEFAULT_PVDNET.name}` (trained steps {cfg.get('trained_steps')}, "
         f"training flow `{cfg.get('flow_source', cfg.get('flow'))}`).",
         f"Synthetic set: {args.clips} clips x {args.frames} frames at {args.size[0]}x{args.size[1]} from the held-out photos "
         f"{', '.join(files)} (seed {args.seed}); blur: drift up to {blur_cfg.max_speed:g} px/frame, acceleration "

@@ -115,7 +115,7 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
-@click.option("--weights", default=None, help="pvdnet: weight folder (default: the shipped small model).")
+@click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README).")
 @click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
 @click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds).")
 @click.option("--paper", is_flag=True, default=False, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours.")

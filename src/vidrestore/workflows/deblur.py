@@ -1,8 +1,9 @@
 """Blind video deblurring with PVDNet (Son et al., ACM TOG 2021): load weights, run the
 recurrence frame by frame, write the result.
 
-The shipped small model lives in ``vidrestore/weights/pvdnet-small``. Its ``config.json``
-names the flow that feeds the pixel volume by default (``"flow"``): ``"bimnet"`` (the
+Two trained models ship in ``vidrestore/weights``: ``pvdnet-medium`` (the default, with a
+trained BIMNet) and ``pvdnet-small`` (faster, DIS flow); :func:`load_pvdnet` takes a folder or
+one of these names. A model's ``config.json`` names the flow that feeds the pixel volume by default (``"flow"``): ``"bimnet"`` (the
 network's own LiteFlowNet, as in the paper), ``"dis"`` (OpenCV DIS on the blurry frames) or
 ``"zero"`` (no motion compensation, an ablation).
 """
@@ -27,7 +28,7 @@ __all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: Bundled PVDNet weight folders, selectable by name (``--weights pvdnet-small``).
 BUNDLED_PVDNET = ("pvdnet-small", "pvdnet-medium")
-DEFAULT_PVDNET = _WEIGHTS / "pvdnet-small"
+DEFAULT_PVDNET = _WEIGHTS / "pvdnet-medium"
 FLOWS = ("bimnet", "dis", "zero")
 
 

@@ -5,6 +5,8 @@
 #            PVDNet (medium) with DIS flow; all four at once, 7.5 min of wall time each.
 #   phase 2: LGC-VD both models again (short-run EMA), BIMNet (medium) with the GPU correlation.
 #   phase 3: PVDNet (medium) with the frozen BIMNet of phase 2 (BIMNET=folder), STEPS steps.
+#   phase 4: continue the shipped pvdnet-medium on its own BIMNet flow (fine-tuning, resumable:
+#            run it again to continue), STEPS steps; the next step towards issue 6's +3 dB.
 # Every run is an ordinary `vidrestore train ...` command; only --device/--workers differ from
 # a CPU run. Data are rendered on the CPU (workers), networks run on the GPU.
 set -u
@@ -43,4 +45,10 @@ elif [ "$phase" = 3 ]; then
   $V train pvdnet "${data[@]}" --out "$res/pvd_bim" --bimnet "$BIMNET" --flow bimnet --preset medium --steps "$STEPS" \
      --batch 8 --size 96 --frames 8 --zero-init --ckpt-every 1000 --device "$DEV" --workers 14 --threads 1 \
      --max-minutes "$MIN" > "$res/pvd_bim.log" 2>&1
+elif [ "$phase" = 4 ]; then
+  W=src/vidrestore/weights/pvdnet-medium
+  resume=(); [ -f "$res/pvd_long/checkpoint/trainer_state.json" ] && resume=(--resume)
+  $V train pvdnet "${data[@]}" --out "$res/pvd_long" --bimnet "$W" --init "$W" --flow bimnet --preset medium \
+     --steps "${STEPS:-50000}" --lr 1e-4 --seed 2 --batch 8 --size 96 --frames 8 --ckpt-every 1000 --device "$DEV" \
+     --workers 14 --threads 1 --max-minutes "$MIN" "${resume[@]}" >> "$res/pvd_long.log" 2>&1
 fi

@@ -676,6 +676,10 @@ def test_train_pvdnet_init_starts_from_given_cnn_and_checks_its_config(tmp_path)
     # a non-zero learning rate moves away from it
     moved = train_pvdnet(None, tmp_path / "c", steps=2, lr=1e-3, init=tmp_path / "a" / "pvdnet", **kw)
     assert any(not torch.equal(v.half().float(), w) for v, w in zip(first.pvdnet.state_dict().values(), moved.pvdnet.state_dict().values()))
+    # a PVDNet folder as --bimnet: its BIMNet is used (here the same random one)
+    via_pvdnet = train_pvdnet(None, tmp_path / "f", steps=2, **{**kw, "bimnet": tmp_path / "a" / "pvdnet"})
+    for (k, v), (_, w) in zip(first.bimnet.state_dict().items(), via_pvdnet.bimnet.state_dict().items()):
+        torch.testing.assert_close(v.half().float(), w, msg=k)
     with pytest.raises(UserError, match="preset's config"):
         train_pvdnet(None, tmp_path / "d", steps=2, preset="medium", init=tmp_path / "a" / "pvdnet", **kw)
     with pytest.raises(UserError, match="preset's config"):

@@ -369,7 +369,7 @@ def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight,
 
 @train.command(name="pvdnet")
 @click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
-@click.option("--bimnet", default=None, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet'); frozen. Required with --flow bimnet.")
+@click.option("--bimnet", default=None, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet', or a PVDNet folder: its BIMNet); frozen. Required with --flow bimnet.")
 @click.option("--flow", "flow_source", type=click.Choice(["bimnet", "dis", "gt", "zero"]), default="bimnet", help="Flow fed to the pixel volume in training (bimnet = the paper).")
 @click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, pvdnet/ (exported weights), log.jsonl.")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, help="Total per-frame optimiser steps.")

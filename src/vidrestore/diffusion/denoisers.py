@@ -19,7 +19,9 @@ so any one of ``eps``, ``x0`` and ``v = sqrt(abar) eps - sqrt(1 - abar) x0`` (Sa
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 
@@ -41,7 +43,35 @@ __all__ = [
     "normalize_timesteps",
     "denoise_pixel",
     "pixel_denoiser",
+    "EvaluationCount",
+    "count_evaluations",
 ]
+
+
+@dataclass
+class EvaluationCount:
+    """Network evaluations counted by :func:`count_evaluations`: ``calls`` (network calls through
+    :meth:`DiscreteDiffusionDenoiser.raw_output`) and ``images`` (images or frames passed)."""
+
+    calls: int = 0
+    images: int = 0
+
+
+_EVALS: EvaluationCount | None = None
+
+
+@contextmanager
+def count_evaluations() -> Iterator[EvaluationCount]:
+    """Count the network evaluations of every :class:`DiscreteDiffusionDenoiser` in this block
+    (single-threaded use, not nestable). A ``(B, C, T, H, W)`` video counts ``B * T`` images."""
+    global _EVALS
+    if _EVALS is not None:
+        raise RuntimeError("count_evaluations blocks cannot be nested")
+    _EVALS = EvaluationCount()
+    try:
+        yield _EVALS
+    finally:
+        _EVALS = None
 
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -237,6 +267,9 @@ class DiscreteDiffusionDenoiser(DenoiserBase):
             The ``eps``, ``x0`` or ``v`` prediction (per ``self.prediction``), shape of ``x_t``.
         """
         t = normalize_timesteps(t, x_t.shape[0], device=x_t.device)
+        if _EVALS is not None:
+            _EVALS.calls += 1
+            _EVALS.images += x_t.shape[0] * (x_t.shape[2] if x_t.ndim == 5 else 1)
         if x_t.ndim == 5 and not self.per_frame:
             return self._run_net(x_t, t)
         if x_t.ndim == 5:

@@ -4,7 +4,7 @@ All operators take ``(B, C, T, H, W)`` videos in pixel space ``[0, 1]``. Build t
 spec string with :func:`parse` (grammar in :data:`GRAMMAR`).
 """
 
-from .base import Composition, Identity, LinearOperator
+from .base import ApplicationCount, Composition, Identity, LinearOperator, count_applications
 from .blur import SpatialBlur, gaussian_kernel, load_kernel, motion_kernel
 from .mask import Inpaint
 from .noise import measure
@@ -13,7 +13,7 @@ from .spec import GRAMMAR, parse
 from .temporal import FrameDrop, TemporalBlur, gaussian_taps, uniform_taps
 
 __all__ = [
-    "Composition", "Identity", "LinearOperator", "SpatialBlur", "gaussian_kernel", "load_kernel",
+    "ApplicationCount", "count_applications", "Composition", "Identity", "LinearOperator", "SpatialBlur", "gaussian_kernel", "load_kernel",
     "motion_kernel", "Inpaint", "measure", "Downsample", "GRAMMAR", "parse", "FrameDrop",
     "TemporalBlur", "gaussian_taps", "uniform_taps",
 ]

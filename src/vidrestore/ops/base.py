@@ -7,6 +7,11 @@ at construction. Composition ``A2 @ A1`` applies ``A1`` first.
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -14,6 +19,58 @@ from ..errors import UserError
 from ..linalg import conjugate_gradient
 
 Shape = tuple[int, int, int, int, int]
+
+
+@dataclass
+class ApplicationCount:
+    """Outermost applications of ``A`` plus ``A^T`` counted by :func:`count_applications`.
+
+    A composition's ``A`` counts once (its factors run nested), so ``A^T A x`` counts two.
+    """
+
+    calls: int = 0
+    _depth: int = 0
+
+
+_COUNTER: ApplicationCount | None = None
+
+
+@contextmanager
+def count_applications() -> Iterator[ApplicationCount]:
+    """Count every outermost call of any operator's ``A`` or ``A_adjoint`` in this block
+    (single-threaded use; nested blocks are not supported).
+
+    >>> with count_applications() as n:
+    ...     _ = op.A_adjoint(op.A(x))
+    >>> n.calls
+    2
+    """
+    global _COUNTER
+    if _COUNTER is not None:
+        raise RuntimeError("count_applications blocks cannot be nested")
+    _COUNTER = ApplicationCount()
+    try:
+        yield _COUNTER
+    finally:
+        _COUNTER = None
+
+
+def _counted(fn):
+    @functools.wraps(fn)
+    def wrapper(self, v):
+        c = _COUNTER
+        if c is None:
+            return fn(self, v)
+        if c._depth == 0:
+            c.calls += 1
+        c._depth += 1
+        try:
+            return fn(self, v)
+        finally:
+            c._depth -= 1
+
+    wrapper._counted = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class LinearOperator(nn.Module):
@@ -24,6 +81,14 @@ class LinearOperator(nn.Module):
     """
 
     spec: str = "?"
+
+    def __init_subclass__(cls, **kwargs):
+        # Every subclass's A / A_adjoint reports to count_applications (a no-op outside it).
+        super().__init_subclass__(**kwargs)
+        for name in ("A", "A_adjoint"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_counted", False):
+                setattr(cls, name, _counted(fn))
 
     # -- interface ------------------------------------------------------------------
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802 (paper notation)

@@ -142,6 +142,23 @@ def _run_admm(op, y, sigma_y, o, callback):
     return solve_admm_tv(op, y, **kw, max_iter=o["iters"], cg_iter=o.get("cg_iter", 5), callback=callback)
 
 
+def _run_baseline(name: str):
+    """Interpolation (``bicubic``, ``lanczos``) and block-matching denoisers (``bm3d`` per
+    frame, ``bm4d`` per clip) from :mod:`vidrestore.solvers.baselines`."""
+
+    def run(op, y, sigma_y, o, callback):
+        from ..solvers import baselines
+
+        if name in ("bicubic", "lanczos"):
+            return baselines.solve_lift(op, y, kernel=name, callback=callback)
+        solve = baselines.solve_bm3d if name == "bm3d" else baselines.solve_bm4d
+        x = solve(op, y, sigma_y=float(o.get("sigma", sigma_y)))
+        callback({"i": 0})
+        return x
+
+    return run
+
+
 #: ``--precision`` names and the prior's parameter dtype. bf16 runs the bundled prior about 2x
 #: faster on CPUs with AVX512-BF16 (the ε error is ~0.004 RMS; see the README's precision note);
 #: fp16 is meant for CUDA.
@@ -269,6 +286,12 @@ def _diffir2vr_steps(o: dict) -> int:
 METHODS: dict[str, Method] = {
     "cg": Method(_run_cg, lambda o: o["iters"], {"iters": 50}),
     "admm-tv": Method(_run_admm, lambda o: o["iters"], {"iters": 40}),
+    # Baselines users reach for: interpolation (any operator; only SR factors are undone) and
+    # block-matching denoisers (operator 'id', known sigma_y; optional 'sigma' overrides it).
+    "bicubic": Method(_run_baseline("bicubic"), lambda o: 1),
+    "lanczos": Method(_run_baseline("lanczos"), lambda o: 1),
+    "bm3d": Method(_run_baseline("bm3d"), lambda o: 1),
+    "bm4d": Method(_run_baseline("bm4d"), lambda o: 1),
     # Defaults for the bundled (small, early) prior: eta 0.8 and 20 CG steps per diffusion step.
     # Noiseless measurements start at t = 500 from the lifted measurement (measured best on bikes,
     # see issue 4 notes); noisy ones (sigma_y > 0) use NOISY_DIFFUSION (t = 100, sigma-weighted
@@ -279,6 +302,28 @@ METHODS: dict[str, Method] = {
     # DiffIR2VR-Zero wrapper around per-frame dds (default; base settings DIFFIR2VR_BASE) or dps.
     "diffir2vr": Method(_run_diffir2vr, _diffir2vr_steps, {"base": "dds"}, _setup_prior, 30),
 }
+
+
+_DIFFUSION_COMMON = ("prior", "precision", "window", "overlap", "seed")
+_DDS_OPTIONS = ("steps", "eta", "cg_steps", "t_start", "init", "gamma", "gamma_schedule")
+
+#: Options each method reads from its ``options`` dict (``restore``'s flags, by key).
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "cg": ("iters", "lam", "window", "overlap"),
+    "admm-tv": ("iters", "lam", "cg_iter", "window", "overlap"),
+    "bicubic": ("window", "overlap"),
+    "lanczos": ("window", "overlap"),
+    "bm3d": ("sigma", "window", "overlap"),
+    "bm4d": ("sigma", "window", "overlap"),
+    "svi": _DDS_OPTIONS + _DIFFUSION_COMMON,
+    "dds": _DDS_OPTIONS + _DIFFUSION_COMMON,
+    "dps": ("steps", "zeta") + _DIFFUSION_COMMON,
+    "diffir2vr": ("base", "steps", "eta", "cg_steps", "t_start", "gamma", "gamma_schedule", "zeta", "paper", "batch_size",
+                  "keyframe", "merge_ratio", "warp_period", "warp_mode", "warp_strength") + _DIFFUSION_COMMON,
+}
+
+#: Methods without a learned prior (the baselines of the benchmark's comparisons).
+CLASSICAL_METHODS = ("cg", "admm-tv", "bicubic", "lanczos", "bm3d", "bm4d")
 
 
 #: Methods that restore without an operator (blind deblurring networks).

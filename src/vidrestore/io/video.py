@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, warn
 from .atomic import atomic_path
 
 __all__ = [
@@ -185,8 +185,43 @@ def _check_range(path: Path, total: int, start: int, step: int, frames: int | No
 # --------------------------------------------------------------------------------------
 
 
-def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndarray], float]:
-    """Decode the needed frames of a video file with PyAV (stops after the last needed one)."""
+def _declared_frames(container, stream, fps: float) -> tuple[int | None, bool]:
+    """Frame count the container declares: ``(count, exact)`` from the stream's frame count
+    (exact) or else its duration times the frame rate (an estimate); ``(None, False)`` if
+    the container declares neither."""
+    try:
+        if stream.frames and stream.frames > 0:
+            return int(stream.frames), True
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration:
+            seconds = container.duration / 1_000_000
+        else:
+            return None, False
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None, False
+    if not (math.isfinite(seconds) and seconds > 0):
+        return None, False
+    return int(round(seconds * fps)), False
+
+
+def _short_read(path: Path, seen: int, declared: int, allow: bool, why: str = "") -> None:
+    """A container that stops before its declared length: UserError, or a warning if allowed."""
+    msg = f"{path} is truncated: decoded {seen} of the {declared} frames its container declares{why}"
+    if not allow:
+        raise UserError(msg + "; pass --allow-truncated to use the frames that are there")
+    warn(msg + "; using the frames that are there")
+
+
+def _read_av(path: Path, start, step, frames, count, proc, allow_truncated=False) -> tuple[list[np.ndarray], float]:
+    """Decode the needed frames of a video file with PyAV (stops after the last needed one).
+
+    When the whole stream is decoded, the number of frames is compared with what the container
+    declares (its frame count, else duration x rate, with one frame of slack): a short read
+    (a file cut off while copying or writing) is a :class:`UserError` unless
+    ``allow_truncated`` (then a warning). A decoding error after some frames counts as a
+    short read too.
+    """
     out: list[np.ndarray] = []
     seen = 0
     try:
@@ -199,6 +234,7 @@ def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndar
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = _stream_fps(stream)
+        declared, exact = _declared_frames(container, stream, fps)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 seen = index + 1
@@ -208,10 +244,15 @@ def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndar
                 if count is not None and len(out) >= count:
                     break
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise UserError(f"cannot decode video {path}: {exc}") from exc
+            if not seen:
+                raise UserError(f"cannot decode video {path}: {exc}") from exc
+            _short_read(path, seen, declared if declared and declared > seen else seen + 1, allow_truncated, f" (decoding failed: {exc})")
+            declared = None  # already reported
     finally:
         container.close()
     if count is None or len(out) < count:  # the whole stream was decoded
+        if declared is not None and seen < (declared if exact else declared - 1):
+            _short_read(path, seen, declared, allow_truncated)
         _check_range(path, seen, start, step, frames, len(out))
     return out, fps
 
@@ -356,6 +397,7 @@ def read_video(
     resize: tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
     max_frames: int | None = None,
+    allow_truncated: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Read a video file, frame folder or array file.
 
@@ -382,6 +424,8 @@ def read_video(
         crop: Optional ``(H, W)`` (or one int for a square) centre crop, applied after
             ``resize``; it must fit in the frame.
         max_frames: Optional upper bound on the number of frames returned.
+        allow_truncated: Accept a video file that holds fewer frames than its container
+            declares (a cut-off copy) with a warning, instead of a :class:`UserError`.
 
     Returns:
         ``(video, fps)``: ``video`` is float32 ``(1, 3, T, H, W)``, RGB, in ``[0, 1]`` for
@@ -391,7 +435,7 @@ def read_video(
     Raises:
         UserError: Missing path, unsupported extension, corrupt or empty source, bad
             argument, ``start`` beyond the end, too few frames, crop larger than the frame,
-            NaN/inf values. The message names the file.
+            NaN/inf values, a truncated video file. The message names the file.
     """
     p = Path(os.fspath(path))
     start = _check_count(start, "start", 0, p)
@@ -415,7 +459,7 @@ def read_video(
     elif suffix in ARRAY_EXTENSIONS:
         out, fps = _read_array(p, start, step, frames, count, proc)
     elif suffix in VIDEO_EXTENSIONS:
-        out, fps = _read_av(p, start, step, frames, count, proc)
+        out, fps = _read_av(p, start, step, frames, count, proc, allow_truncated)
     else:
         supported = " ".join(sorted(VIDEO_EXTENSIONS | ARRAY_EXTENSIONS))
         raise UserError(f"unsupported file type {p.suffix or '(none)'!r} for {p}; use {supported} or a frame folder")

@@ -4,7 +4,7 @@
 The CLI prints its message on one line and exits with code 2; library users catch it as a
 ``ValueError``.
 
-Warnings about the user's data (:func:`warn`) are :class:`VidrestoreWarning`\ s; the CLI prints
+Warnings about the user's data (:func:`warn`) are :class:`VidrestoreWarning` instances; the CLI prints
 each on one line (``vidrestore: warning: ...``).
 """
 

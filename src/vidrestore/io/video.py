@@ -32,6 +32,7 @@ __all__ = [
     "ARRAY_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "check_output",
     "read_video",
     "write_video",
 ]
@@ -618,6 +619,70 @@ def _check_replaceable_folder(p: Path) -> None:
             raise UserError(f"refusing to replace folder {p}: it contains {entry.name!r}, which is not a frame image")
 
 
+def _output_kind(text: str, p: Path) -> str:
+    """``"folder"`` or the lower-case suffix of a writable video path; UserError otherwise."""
+    suffix = p.suffix.lower()
+    if _is_folder_target(text, p):
+        return "folder"
+    if suffix in _CONTAINER_FORMATS or suffix in (".gif", ".npy", ".npz"):
+        return suffix
+    raise UserError(
+        f"cannot write {p}: unsupported extension {p.suffix!r} "
+        "(use .mp4 .mov .mkv .avi .gif .npz .npy, or a folder path for PNG frames)"
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(
+    path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), *, video: bool = True, flag: str = "output"
+) -> Path:
+    """Check an output path before any work starts, so a long job cannot fail at the end.
+
+    Refuses (:class:`UserError`) an output that resolves to the same file as one of ``inputs``
+    or their sidecars (``<input>.json``), or whose sidecar would overwrite an input; with
+    ``video`` an extension that :func:`write_video` cannot write; an existing folder where a
+    file is expected; and a parent that is not a writable folder (or cannot be created).
+    Also deletes stale temporaries of earlier killed runs next to it (:func:`sweep_stale`).
+
+    Returns:
+        The output as a :class:`~pathlib.Path`.
+    """
+    from .atomic import sweep_stale
+    from .sidecar import sidecar_path
+
+    text = os.fspath(path)
+    p = Path(text)
+    if not p.name:
+        raise UserError(f"{flag} {text!r} has no file name")
+    kind = _output_kind(text, p) if video else p.suffix.lower()
+    protected = [Path(os.fspath(i)) for i in inputs if i is not None]
+    protected += [sidecar_path(i) for i in protected]
+    for target in (p, sidecar_path(p)):
+        for q in protected:
+            if _same_file(target, q):
+                raise UserError(f"refusing to write {flag} {p}: it would overwrite the input {q}")
+    if kind != "folder" and p.is_dir():
+        raise UserError(f"cannot write {flag} {p}: a folder with that name exists")
+    parent = p.parent if str(p.parent) else Path(".")
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write {flag} {p}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {flag} {p}: folder {existing} is not writable")
+    sweep_stale(p)
+    return p
+
+
 def write_video(
     path: str | os.PathLike,
     video: torch.Tensor,
@@ -677,17 +742,7 @@ def write_video(
     if codec is not None and codec not in WRITE_CODECS:
         raise UserError(f"unknown codec {codec!r} for {p}; choose one of {', '.join(WRITE_CODECS)}")
 
-    suffix = p.suffix.lower()
-    folder = _is_folder_target(text, p)
-    if folder:
-        kind = "folder"
-    elif suffix in _CONTAINER_FORMATS or suffix in (".gif", ".npy", ".npz"):
-        kind = suffix
-    else:
-        raise UserError(
-            f"cannot write {p}: unsupported extension {p.suffix!r} "
-            "(use .mp4 .mov .mkv .avi .gif .npz .npy, or a folder path for PNG frames)"
-        )
+    kind = _output_kind(text, p)
     if bit_depth == 16 and kind not in ("folder", ".npy", ".npz"):
         raise UserError(f"bit_depth=16 is only supported for PNG frame folders, not {p}")
     if codec is not None:

@@ -96,7 +96,7 @@ def _suggest(word: str, choices) -> str:
 def _check_width(token: str, width: float, num_frames: int | None) -> None:
     _check_side(token, width, "temporal width")
     if num_frames is not None and width > num_frames:
-        raise _bad(token, f"temporal width {width:.0f} exceeds the clip's {num_frames} frames")
+        raise _bad(token, f"temporal width {width:.0f} needs at least {width:.0f} frames, the clip has {num_frames}")
 
 
 def _tblur(token: str, args: list[str], num_frames: int | None = None, **_):

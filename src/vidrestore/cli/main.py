@@ -58,6 +58,8 @@ class Group(click.Group):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", VidrestoreWarning)
+                # torch's notice about the pickle protocol of checkpoints says nothing to the user.
+                warnings.filterwarnings("ignore", message=r"(?is).*pickle.*protocol", category=UserWarning)
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except UserError as e:

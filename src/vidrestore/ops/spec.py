@@ -32,6 +32,8 @@ Operator spec: tokens separated by ',' applied left to right (first token acts f
   inpaint:R[:shared|perframe]    random pixel mask, fraction R missing, seeded (default shared)
   fdrop:K                        keep every K-th frame (frames 0, K, 2K, ...)
   id                             identity
+Names are case-insensitive; kernels are at most 1025 pixels a side (and 4x the frame),
+temporal widths at most the clip length.
 Noise is not an operator: y = A(x) + sigma_y * n (sigma_y in [0,1] units, --sigma-y).
 Examples: "tblur:uniform:7:circular,sr:4"  "tblur:uniform:7,blur:gauss:2.0"  "inpaint:0.5"
 """

@@ -146,6 +146,7 @@ def _seed_files(folder: Path) -> list[bytes]:
     return out
 
 
+@pytest.mark.filterwarnings("ignore::vidrestore.errors.VidrestoreWarning")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_read_video_fuzz_only_user_error(tmp_path_factory, data):

@@ -1,37 +1,92 @@
 """``vidrestore`` command. Each subcommand parses its flags, builds objects and calls one
 library function from :mod:`vidrestore.workflows`; no maths here.
 
-User mistakes (:class:`vidrestore.errors.UserError`) print one line and exit with code 2.
+User mistakes (:class:`vidrestore.errors.UserError`), usage errors, invalid option values and
+write errors (disk full, read-only, ...) print one line ``vidrestore: error: ...`` and exit
+with code 2; warnings about the data print one line ``vidrestore: warning: ...``; SIGTERM
+removes the output being written and exits with 143.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 
 import click
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, VidrestoreWarning
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one line; others in Python's format."""
+    if issubclass(category, VidrestoreWarning):
+        click.echo(f"vidrestore: warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 class Group(click.Group):
-    """Turns UserError (and a few OS errors on user paths) into one line + exit 2."""
+    """Turns UserError, usage errors and OS errors on user paths into one line + exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main, with its usage errors printed as one line (``vidrestore: error: ...``)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) is not None else ""
+            click.echo(f"vidrestore: error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("vidrestore: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
+        from ..io import install_sigterm_cleanup
+
+        install_sigterm_cleanup()
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", VidrestoreWarning)
+                # torch's notice about the pickle protocol of checkpoints says nothing to the user.
+                warnings.filterwarnings("ignore", message=r"(?is).*pickle.*protocol", category=UserWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except UserError as e:
             click.echo(f"vidrestore: error: {e}", err=True)
             sys.exit(2)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-            click.echo(f"vidrestore: error: {e.strerror or e}: {e.filename}", err=True)
+        except OSError as e:  # missing input, permissions, disk full, read-only file system, ...
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"vidrestore: error: {e.strerror or e}{where}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("vidrestore: interrupted", err=True)
             sys.exit(130)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite (no nan/inf) and within ``[min, max]``."""
+
+    name = "finite number"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -54,18 +109,19 @@ def _size(text, flag):
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Measurement file (.npz lossless recommended; .mkv/.png-folder also lossless 8-bit).")
 @click.option("--op", "op", required=True, help="Operator spec, e.g. 'tblur:uniform:7:circular,sr:4' (see 'vidrestore ops').")
-@click.option("--sigma-y", type=float, default=0.0, help="Gaussian noise std in [0,1] pixel units.")
-@click.option("--seed", type=int, default=0, help="Seed of random operator parameters (masks) and noise.")
+@click.option("--sigma-y", type=FiniteFloat(0, 1), default=0.0, help="Gaussian noise std in [0,1] pixel units.")
+@click.option("--seed", type=SEED, default=0, help="Seed of random operator parameters (masks) and noise.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Number of frames to use (default: all).")
 @click.option("--start", type=click.IntRange(min=0), default=0, help="First frame.")
 @click.option("--crop", default=None, help="Centre crop HxW.")
 @click.option("--resize", default=None, help="Resize frames to HxW (before cropping).")
 @click.option("--gt", "gt_out", default=None, help="Also write the clean (cropped/resized) clip here, losslessly.")
-def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out):
+@click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
+def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out, allow_truncated):
     """Apply an operator and noise to a clip: writes the measurement and OUT.json (sidecar)."""
     from ..workflows import degrade_file
 
-    meta = degrade_file(src, out, op=op, sigma_y=sigma_y, seed=seed, start=start, frames=frames, crop=_size(crop, "--crop"), resize=_size(resize, "--resize"), gt_out=gt_out)
+    meta = degrade_file(src, out, op=op, sigma_y=sigma_y, seed=seed, start=start, frames=frames, crop=_size(crop, "--crop"), resize=_size(resize, "--resize"), gt_out=gt_out, allow_truncated=allow_truncated)
     click.echo(f"wrote {out} {tuple(meta['y_shape'])} from {tuple(meta['x_shape'])} with {meta['op']} (sidecar {out}.json)")
     if not meta["lossless"]:
         click.echo("warning: the output format is lossy; restoration will see codec errors. Prefer .npz.", err=True)
@@ -101,17 +157,18 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
 @click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos (SR), bm3d, bm4d (denoising, --op id).")
 @click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
-@click.option("--sigma-y", type=float, default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
-@click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecar).")
+@click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
+@click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (svi, dds, dps, diffir2vr; default 0).")
+@click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks); default and normally: the one in SRC's sidecar.")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
-@click.option("--lam", type=float, default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
+@click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
 @click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
+@click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
 @click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement (500; 100 when --sigma-y > 0).")
 @click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg).")
-@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma).")
+@click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma).")
 @click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
@@ -121,22 +178,23 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--paper", is_flag=True, default=False, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (5; paper 10).")
 @click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
-@click.option("--merge-ratio", type=click.FloatRange(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
+@click.option("--merge-ratio", type=FiniteFloat(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
 @click.option("--warp-period", default=None, help="diffir2vr: steps with latent warping, END or START:END as fractions (0.5:1; paper 0.1).")
 @click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (bilinear; paper nearest).")
-@click.option("--warp-strength", type=click.FloatRange(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper).")
+@click.option("--warp-strength", type=FiniteFloat(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs; fp16 for CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
     options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "init": init, "gamma": gamma, "gamma_schedule": gamma_schedule, "window": window, "overlap": overlap,
                                  "weights": weights, "flow": flow, "base": base, "paper": paper or None, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
                                  "warp_period": warp_period, "warp_mode": warp_mode, "warp_strength": warp_strength, "precision": precision}.items() if v is not None}
-    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, options=options, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
+    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=options, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 
 
@@ -146,13 +204,14 @@ def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, 
 @click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
 @click.option("--ext", default=".mp4", help="Output format of every video (.mp4, .mkv, .npz, ...).")
 @click.option("--op", default=None, help="Operator spec for every input (default: each input's sidecar).")
-@click.option("--sigma-y", type=float, default=None, help="Noise std (default: from the sidecars, else 0).")
-@click.option("--seed", type=int, default=None, help="Operator seed (default: from the sidecars).")
+@click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std (default: from the sidecars, else 0).")
+@click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (default 0).")
+@click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks) for every input; default and normally: each sidecar's.")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
-@click.option("--lam", type=float, default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
+@click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
 @click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
+@click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
 @click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip).")
@@ -160,13 +219,14 @@ def restore(src, out, method, op, sigma_y, seed, iters, lam, prior, steps, eta, 
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--allow-truncated", is_flag=True, help="Accept video inputs shorter than their container declares (warning).")
 @_backend_options
-def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, precision, quiet, backend, address, workers, threads, retries):
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch
 
     options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap, "precision": precision}.items() if v is not None}
-    r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, ext=ext, device=device, quiet=quiet, **_backend(backend, address, workers, threads, retries))
+    r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
     click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
     for name, msg in r["failed"].items():
         click.echo(f"failed: {name}: {msg}", err=True)

@@ -4,13 +4,14 @@ Layering: this package imports only :mod:`vidrestore.errors`, :mod:`vidrestore.t
 :mod:`vidrestore.linalg` and third-party libraries.
 """
 
-from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, install_sigterm_cleanup, sweep_stale
 from .sidecar import read_sidecar, sidecar_path, write_sidecar
 from .video import (
     ARRAY_EXTENSIONS,
     DEFAULT_FPS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
+    check_output,
     read_video,
     write_video,
 )
@@ -23,6 +24,9 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output",
+    "install_sigterm_cleanup",
+    "sweep_stale",
     "read_sidecar",
     "read_video",
     "sidecar_path",

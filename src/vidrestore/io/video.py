@@ -25,13 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, warn
 from .atomic import atomic_path
 
 __all__ = [
     "ARRAY_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "check_output",
     "read_video",
     "write_video",
 ]
@@ -185,8 +186,43 @@ def _check_range(path: Path, total: int, start: int, step: int, frames: int | No
 # --------------------------------------------------------------------------------------
 
 
-def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndarray], float]:
-    """Decode the needed frames of a video file with PyAV (stops after the last needed one)."""
+def _declared_frames(container, stream, fps: float) -> tuple[int | None, bool]:
+    """Frame count the container declares: ``(count, exact)`` from the stream's frame count
+    (exact) or else its duration times the frame rate (an estimate); ``(None, False)`` if
+    the container declares neither."""
+    try:
+        if stream.frames and stream.frames > 0:
+            return int(stream.frames), True
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration:
+            seconds = container.duration / 1_000_000
+        else:
+            return None, False
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None, False
+    if not (math.isfinite(seconds) and seconds > 0):
+        return None, False
+    return int(round(seconds * fps)), False
+
+
+def _short_read(path: Path, seen: int, declared: int, allow: bool, why: str = "") -> None:
+    """A container that stops before its declared length: UserError, or a warning if allowed."""
+    msg = f"{path} is truncated: decoded {seen} of the {declared} frames its container declares{why}"
+    if not allow:
+        raise UserError(msg + "; pass --allow-truncated to use the frames that are there")
+    warn(msg + "; using the frames that are there")
+
+
+def _read_av(path: Path, start, step, frames, count, proc, allow_truncated=False) -> tuple[list[np.ndarray], float]:
+    """Decode the needed frames of a video file with PyAV (stops after the last needed one).
+
+    When the whole stream is decoded, the number of frames is compared with what the container
+    declares (its frame count, else duration x rate, with one frame of slack): a short read
+    (a file cut off while copying or writing) is a :class:`UserError` unless
+    ``allow_truncated`` (then a warning). A decoding error after some frames counts as a
+    short read too.
+    """
     out: list[np.ndarray] = []
     seen = 0
     try:
@@ -199,6 +235,7 @@ def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndar
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = _stream_fps(stream)
+        declared, exact = _declared_frames(container, stream, fps)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 seen = index + 1
@@ -208,10 +245,15 @@ def _read_av(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndar
                 if count is not None and len(out) >= count:
                     break
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise UserError(f"cannot decode video {path}: {exc}") from exc
+            if not seen:
+                raise UserError(f"cannot decode video {path}: {exc}") from exc
+            _short_read(path, seen, declared if declared and declared > seen else seen + 1, allow_truncated, f" (decoding failed: {exc})")
+            declared = None  # already reported
     finally:
         container.close()
     if count is None or len(out) < count:  # the whole stream was decoded
+        if declared is not None and seen < (declared if exact else declared - 1):
+            _short_read(path, seen, declared, allow_truncated)
         _check_range(path, seen, start, step, frames, len(out))
     return out, fps
 
@@ -356,6 +398,7 @@ def read_video(
     resize: tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
     max_frames: int | None = None,
+    allow_truncated: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Read a video file, frame folder or array file.
 
@@ -382,6 +425,8 @@ def read_video(
         crop: Optional ``(H, W)`` (or one int for a square) centre crop, applied after
             ``resize``; it must fit in the frame.
         max_frames: Optional upper bound on the number of frames returned.
+        allow_truncated: Accept a video file that holds fewer frames than its container
+            declares (a cut-off copy) with a warning, instead of a :class:`UserError`.
 
     Returns:
         ``(video, fps)``: ``video`` is float32 ``(1, 3, T, H, W)``, RGB, in ``[0, 1]`` for
@@ -391,7 +436,7 @@ def read_video(
     Raises:
         UserError: Missing path, unsupported extension, corrupt or empty source, bad
             argument, ``start`` beyond the end, too few frames, crop larger than the frame,
-            NaN/inf values. The message names the file.
+            NaN/inf values, a truncated video file. The message names the file.
     """
     p = Path(os.fspath(path))
     start = _check_count(start, "start", 0, p)
@@ -415,7 +460,7 @@ def read_video(
     elif suffix in ARRAY_EXTENSIONS:
         out, fps = _read_array(p, start, step, frames, count, proc)
     elif suffix in VIDEO_EXTENSIONS:
-        out, fps = _read_av(p, start, step, frames, count, proc)
+        out, fps = _read_av(p, start, step, frames, count, proc, allow_truncated)
     else:
         supported = " ".join(sorted(VIDEO_EXTENSIONS | ARRAY_EXTENSIONS))
         raise UserError(f"unsupported file type {p.suffix or '(none)'!r} for {p}; use {supported} or a frame folder")
@@ -574,6 +619,70 @@ def _check_replaceable_folder(p: Path) -> None:
             raise UserError(f"refusing to replace folder {p}: it contains {entry.name!r}, which is not a frame image")
 
 
+def _output_kind(text: str, p: Path) -> str:
+    """``"folder"`` or the lower-case suffix of a writable video path; UserError otherwise."""
+    suffix = p.suffix.lower()
+    if _is_folder_target(text, p):
+        return "folder"
+    if suffix in _CONTAINER_FORMATS or suffix in (".gif", ".npy", ".npz"):
+        return suffix
+    raise UserError(
+        f"cannot write {p}: unsupported extension {p.suffix!r} "
+        "(use .mp4 .mov .mkv .avi .gif .npz .npy, or a folder path for PNG frames)"
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(
+    path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), *, video: bool = True, flag: str = "output"
+) -> Path:
+    """Check an output path before any work starts, so a long job cannot fail at the end.
+
+    Refuses (:class:`UserError`) an output that resolves to the same file as one of ``inputs``
+    or their sidecars (``<input>.json``), or whose sidecar would overwrite an input; with
+    ``video`` an extension that :func:`write_video` cannot write; an existing folder where a
+    file is expected; and a parent that is not a writable folder (or cannot be created).
+    Also deletes stale temporaries of earlier killed runs next to it (:func:`sweep_stale`).
+
+    Returns:
+        The output as a :class:`~pathlib.Path`.
+    """
+    from .atomic import sweep_stale
+    from .sidecar import sidecar_path
+
+    text = os.fspath(path)
+    p = Path(text)
+    if not p.name:
+        raise UserError(f"{flag} {text!r} has no file name")
+    kind = _output_kind(text, p) if video else p.suffix.lower()
+    protected = [Path(os.fspath(i)) for i in inputs if i is not None]
+    protected += [sidecar_path(i) for i in protected]
+    for target in (p, sidecar_path(p)):
+        for q in protected:
+            if _same_file(target, q):
+                raise UserError(f"refusing to write {flag} {p}: it would overwrite the input {q}")
+    if kind != "folder" and p.is_dir():
+        raise UserError(f"cannot write {flag} {p}: a folder with that name exists")
+    parent = p.parent if str(p.parent) else Path(".")
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write {flag} {p}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {flag} {p}: folder {existing} is not writable")
+    sweep_stale(p)
+    return p
+
+
 def write_video(
     path: str | os.PathLike,
     video: torch.Tensor,
@@ -633,17 +742,7 @@ def write_video(
     if codec is not None and codec not in WRITE_CODECS:
         raise UserError(f"unknown codec {codec!r} for {p}; choose one of {', '.join(WRITE_CODECS)}")
 
-    suffix = p.suffix.lower()
-    folder = _is_folder_target(text, p)
-    if folder:
-        kind = "folder"
-    elif suffix in _CONTAINER_FORMATS or suffix in (".gif", ".npy", ".npz"):
-        kind = suffix
-    else:
-        raise UserError(
-            f"cannot write {p}: unsupported extension {p.suffix!r} "
-            "(use .mp4 .mov .mkv .avi .gif .npz .npy, or a folder path for PNG frames)"
-        )
+    kind = _output_kind(text, p)
     if bit_depth == 16 and kind not in ("folder", ".npy", ".npz"):
         raise UserError(f"bit_depth=16 is only supported for PNG frame folders, not {p}")
     if codec is not None:

@@ -51,20 +51,40 @@ def motion_kernel(length: float, angle_deg: float, supersample: int = 16) -> tor
     return torch.from_numpy(k / k.sum())
 
 
-def load_kernel(path: str | Path) -> torch.Tensor:
-    """Load a 2-D kernel from ``.npy`` (no pickles), odd sizes, normalised to sum 1."""
+#: A spatial kernel may be at most this many times the frame's height / width (checked by
+#: :meth:`SpatialBlur.output_shape`, before any convolution allocates its padded frames).
+KERNEL_FRAME_FACTOR = 4
+
+
+def load_kernel(path: str | Path, max_side: int = 1025) -> torch.Tensor:
+    """Load a 2-D real kernel from ``.npy`` (no pickles), odd sizes up to ``max_side``,
+    finite, normalised to sum 1. The header is checked (memory-mapped) before the data are
+    read; any unreadable, non-``.npy`` (e.g. ``.npz``), non-numeric or oversized file is a
+    :class:`UserError`."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"blur kernel file not found: {p}")
     try:
-        k = np.load(p, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
+        if not p.is_file():
+            raise UserError(f"blur kernel file not found: {p}")
+        k = np.load(p, mmap_mode="r", allow_pickle=False)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- numpy raises many types for corrupt files
         raise UserError(f"cannot read blur kernel {p}: {e}") from None
+    if not isinstance(k, np.ndarray):  # an .npz archive loads as a mapping of arrays
+        getattr(k, "close", lambda: None)()
+        raise UserError(f"blur kernel {p} must be a .npy array file, not an archive")
+    if not (np.issubdtype(k.dtype, np.integer) or np.issubdtype(k.dtype, np.floating)) or k.dtype == np.bool_:
+        raise UserError(f"blur kernel {p} must hold real numbers, got dtype {k.dtype}")
     if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
         raise UserError(f"blur kernel {p} must be a 2-D array with odd height and width, got shape {k.shape}")
-    if not np.isfinite(k).all() or abs(float(k.sum())) < 1e-12:
+    if max(k.shape) > max_side:
+        raise UserError(f"blur kernel {p} has shape {k.shape}; the limit is {max_side} pixels per side")
+    try:
+        k = np.array(k, dtype=np.float64)
+    except (OSError, ValueError) as e:  # truncated data behind a valid header
+        raise UserError(f"cannot read blur kernel {p}: {e}") from None
+    if not np.isfinite(k).all() or abs(float(k.sum())) < 1e-12 or not math.isfinite(float(k.sum())):
         raise UserError(f"blur kernel {p} must be finite with a non-zero sum")
-    k = k.astype(np.float64)
     return torch.from_numpy(k / k.sum())
 
 
@@ -85,6 +105,13 @@ class SpatialBlur(LinearOperator):
 
     def A(self, x):  # noqa: N802
         return Fn.spatial_conv(x, self.kernel, self.boundary)
+
+    def output_shape(self, in_shape):
+        kh, kw = self.kernel.shape
+        h, w = in_shape[3], in_shape[4]
+        if kh > KERNEL_FRAME_FACTOR * h or kw > KERNEL_FRAME_FACTOR * w:
+            raise UserError(f"operator {self.spec!r}: its {kh}x{kw} kernel is larger than {KERNEL_FRAME_FACTOR}x the {h}x{w} frames")
+        return tuple(in_shape)
 
     def A_adjoint(self, y):  # noqa: N802
         return Fn.spatial_conv_adjoint(y, self.kernel, self.boundary)

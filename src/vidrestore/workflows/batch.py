@@ -8,10 +8,13 @@ actor busy and the prior is loaded once per actor for the whole batch.
 
 **Manifest.** ``OUT_DIR/manifest.json`` (rewritten atomically after every item) records the
 batch configuration and, per input file name, ``status`` (``done`` or ``failed``), the output,
-seconds, the configuration fingerprint and the error message of a failure. A re-run skips the
-items that are ``done`` with the same fingerprint and whose output exists, and retries the
-failed and missing ones, so an interrupted batch resumes where it stopped. Outputs are written
-atomically: an interrupted item leaves no partial file.
+seconds, the configuration fingerprint, the content fingerprint of the input and its sidecar
+(:func:`content_fingerprint`: size, mtime and a hash of the first and last MiB) and the error
+message of a failure. A re-run skips the items that are ``done`` with the same configuration,
+unchanged input and sidecar, and whose output exists; it retries the failed, missing and
+changed ones, so an interrupted batch resumes where it stopped and an edited input is never
+"already done". Outputs are written atomically: an interrupted item leaves no partial file.
+A manifest that cannot be written (disk full, ...) stops the batch with one :class:`UserError`.
 
 **Failures.** An item that cannot be read, whose window fails on every retry, or whose output
 cannot be written is recorded as failed; the others go on. The summary lists the failures.
@@ -28,7 +31,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UserError
-from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, write_video
+from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, check_output, sidecar_path, write_video
 from .jobs import load_measurement
 from .progress import progress
 from .scale import make_spec, open_pool, plan_job, run_videos
@@ -47,6 +50,28 @@ def find_inputs(in_dir: Path) -> list[Path]:
 
 def _fingerprint(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def content_fingerprint(path: Path, chunk: int = 1 << 20) -> str | None:
+    """Fingerprint of a file's content: size, mtime (ns) and BLAKE2b of its first and last
+    ``chunk`` bytes (whole file when smaller); ``None`` when the file does not exist."""
+    try:
+        st = path.stat()
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as fh:
+            h.update(fh.read(chunk))
+            if st.st_size > chunk:
+                fh.seek(max(chunk, st.st_size - chunk))
+                h.update(fh.read(chunk))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+
+
+def _inputs_fingerprint(p: Path) -> dict:
+    return {"input": content_fingerprint(p), "sidecar": content_fingerprint(sidecar_path(p))}
 
 
 def _now() -> str:
@@ -76,6 +101,7 @@ def restore_batch(
     op: str | None = None,
     sigma_y: float | None = None,
     seed: int | None = None,
+    op_seed: int | None = None,
     ext: str = ".mp4",
     device: str | None = None,
     threads: int | None = None,
@@ -83,6 +109,7 @@ def restore_batch(
     ray: Any = None,
     quiet: bool = False,
     on_item: Callable[[str, str], None] | None = None,
+    allow_truncated: bool = False,
 ) -> dict:
     """Restore every measurement in ``in_dir`` into ``out_dir`` (see the module docstring).
 
@@ -90,11 +117,13 @@ def restore_batch(
         in_dir: Folder of measurements (with sidecars unless ``op`` is given).
         out_dir: Output folder (created); must differ from ``in_dir``.
         method, options, device, threads: As for :func:`~vidrestore.workflows.restore_file`.
-        op, sigma_y, seed: Override the sidecars' operator, noise level and operator seed.
+        op, sigma_y, op_seed: Override the sidecars' operator, noise level and operator seed.
+        seed: Sampling seed of the diffusion methods (``options["seed"]``).
         ext: Output format suffix (``.mp4``, ``.mkv``, ``.npz``, ...).
         backend, ray: ``local`` or ``ray`` (with a
             :class:`~vidrestore.workflows.distributed.RayConfig`).
         quiet: No progress bar.
+        allow_truncated: Accept truncated video inputs (warning) instead of failing them.
         on_item: Called as ``on_item(name, status)`` (``done``/``failed``) after each item,
             once the manifest is updated.
 
@@ -114,8 +143,12 @@ def restore_batch(
         if p.stem in stems:
             raise UserError(f"{stems[p.stem]} and {p.name} would both be written to {p.stem}{ext}")
         stems[p.stem] = p.name
+    for p in inputs:
+        check_output(out_dir / (p.stem + ext), [p])
+    if seed is not None:
+        options = {**(options or {}), "seed": int(seed)}
     spec = make_spec(method, options, device=device, threads=threads, backend=backend)
-    config = {"method": method, "options": spec.options, "op": op, "sigma_y": sigma_y, "seed": seed, "ext": ext}
+    config = {"method": method, "options": spec.options, "op": op, "sigma_y": sigma_y, "op_seed": op_seed, "ext": ext}
     fp = _fingerprint(config)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,13 +158,19 @@ def restore_batch(
     mpath = out_dir / MANIFEST
 
     def save() -> None:
-        atomic_write_text(mpath, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        try:
+            atomic_write_text(mpath, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        except (UserError, OSError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise UserError(f"cannot save the batch manifest {mpath}: {why}") from None
 
     skipped, todo = [], []
+    content: dict[str, dict] = {}
     for p in inputs:
         rec = items.get(p.name, {})
         out = out_dir / (p.stem + ext)
-        if rec.get("status") == "done" and rec.get("fingerprint") == fp and out.exists():
+        content[p.name] = _inputs_fingerprint(p)
+        if rec.get("status") == "done" and rec.get("fingerprint") == fp and rec.get("content") == content[p.name] and out.exists():
             skipped.append(p.name)
         else:
             todo.append(p)
@@ -146,7 +185,7 @@ def restore_batch(
     def loader(p: Path):
         def load():
             started[p.name] = time.perf_counter()
-            y, operator, s_y, rate = load_measurement(p, op=op, sigma_y=sigma_y, seed=seed)
+            y, operator, s_y, rate = load_measurement(p, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
             fps[p.name] = rate
             return plan_job(p.name, y, operator, s_y, spec)
 
@@ -155,7 +194,7 @@ def restore_batch(
     with progress(len(todo), f"batch {method} ({backend})", quiet) as bar:
 
         def finish(name: str, status: str, **rec) -> None:
-            items[name] = {"status": status, "fingerprint": fp, "finished": _now(), **rec}
+            items[name] = {"status": status, "fingerprint": fp, "content": content.get(name), "finished": _now(), **rec}
             save()
             bar()
             if on_item is not None:

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
-from ..errors import UserError
-from ..io import atomic_write_text, read_sidecar, read_video, sidecar_path, write_sidecar, write_video
+from ..errors import UserError, warn
+from ..io import atomic_write_text, check_output, read_sidecar, read_video, sidecar_path, write_sidecar, write_video
 from ..metrics import format_table, video_metrics
 from ..ops import measure, parse
 from ..ops.base import LinearOperator
@@ -68,16 +68,21 @@ def degrade_file(
     crop: tuple[int, int] | None = None,
     resize: tuple[int, int] | None = None,
     gt_out: str | Path | None = None,
+    allow_truncated: bool = False,
 ) -> dict:
     """Read a clip, apply ``op`` and noise, write the measurement and its sidecar.
 
     Returns the sidecar dictionary. ``gt_out`` optionally writes the (cropped/resized) clean
-    clip losslessly, for evaluation.
+    clip losslessly, for evaluation. The outputs are checked before the clip is read
+    (:func:`~vidrestore.io.check_output`: never the source or its sidecar, a writable format
+    and folder); ``sigma_y`` must be finite and >= 0.
     """
-    out = Path(out)
-    if sigma_y < 0:
-        raise UserError(f"--sigma-y must be >= 0, got {sigma_y}")
-    x, fps = read_video(src, start=start, frames=frames, crop=crop, resize=resize)
+    out = check_output(out, [src, gt_out], flag="output")
+    if gt_out is not None:
+        check_output(gt_out, [src, out], flag="--gt")
+    if not (isinstance(sigma_y, (int, float)) and 0 <= sigma_y < float("inf")):
+        raise UserError(f"--sigma-y must be a finite number >= 0, got {sigma_y}")
+    x, fps = read_video(src, start=start, frames=frames, crop=crop, resize=resize, allow_truncated=allow_truncated)
     operator = parse(op, seed=seed, num_frames=x.shape[2])
     y_shape = operator.check_input(x)
     x64 = x.double()
@@ -358,19 +363,29 @@ def restore_video(
     return restore_windows(y, op, method=method, sigma_y=sigma_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
 
 
-def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, seed: int | None = None):
+def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False):
     """Read a measurement file and rebuild its operator (from ``op`` or the sidecar).
 
-    Returns ``(y, operator, sigma_y, fps)``; UserError for a missing operator or a shape that
-    the operator cannot produce.
+    The operator seed (random masks) is the sidecar's unless ``op_seed`` is given; a warning
+    says when it differs from the sidecar's, since the mask then differs from the one that
+    made the measurement. Returns ``(y, operator, sigma_y, fps)``; UserError for a missing
+    operator, a non-finite or negative noise level, or a shape that the operator cannot produce.
     """
     meta = read_sidecar(src) or {}
     spec = op or meta.get("op")
     if not spec:
         raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
-    op_seed = seed if seed is not None else int(meta.get("seed", 0))
-    s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
-    y, fps = read_video(src)
+    try:
+        side_seed = int(meta.get("seed", 0))
+        s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"sidecar {sidecar_path(src)} has an invalid seed or sigma_y") from None
+    if not 0 <= s_y < float("inf"):
+        raise UserError(f"sigma_y of {src} must be a finite number >= 0, got {s_y}")
+    if op_seed is not None and "seed" in meta and op_seed != side_seed:
+        warn(f"--op-seed {op_seed} differs from the seed {side_seed} in {sidecar_path(src)}: the operator (e.g. an inpainting mask) will not be the one that made {src}")
+    op_seed = side_seed if op_seed is None else op_seed
+    y, fps = read_video(src, allow_truncated=allow_truncated)
     num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
     operator = parse(spec, seed=op_seed, num_frames=num_frames)
     x_shape = operator.input_shape(tuple(y.shape))
@@ -387,23 +402,31 @@ def restore_file(
     op: str | None = None,
     sigma_y: float | None = None,
     seed: int | None = None,
+    op_seed: int | None = None,
     options: dict | None = None,
     device: str | None = None,
     quiet: bool = False,
     backend: str = "local",
     ray: Any = None,
     threads: int | None = None,
+    allow_truncated: bool = False,
 ) -> dict:
     """Restore the measurement file ``src`` into ``out``.
 
     The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
-    frame count, ``sigma_y``). ``backend``/``ray``/``threads``: see :func:`restore_video`.
-    Returns a summary dict (method, op, seconds, output path). Nothing is written when the
-    job fails.
+    frame count, ``sigma_y``). ``seed`` is the sampling seed of the stochastic (diffusion)
+    methods (``options["seed"]``, default 0); ``op_seed`` overrides the sidecar's operator
+    seed (see :func:`load_measurement`). ``backend``/``ray``/``threads``: see
+    :func:`restore_video`. ``out`` is checked before any work (:func:`~vidrestore.io.check_output`:
+    never ``src`` or its sidecar). Returns a summary dict (method, op, seconds, output path).
+    Nothing is written when the job fails.
 
     Blind methods (:data:`BLIND_METHODS`, e.g. ``pvdnet``) need no operator; their options
     are ``weights`` and ``flow`` (see :mod:`vidrestore.workflows.deblur`); they run locally.
     """
+    check_output(out, [src])
+    if seed is not None:
+        options = {**(options or {}), "seed": int(seed)}
     if method in BLIND_METHODS:
         from .deblur import deblur_file
 
@@ -411,7 +434,7 @@ def restore_file(
         return deblur_file(src, out, weights=o.get("weights"), flow=o.get("flow"), device=device, quiet=quiet)
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; choose one of {', '.join(list(METHODS) + list(BLIND_METHODS))}")
-    y, operator, s_y, fps = load_measurement(src, op=op, sigma_y=sigma_y, seed=seed)
+    y, operator, s_y, fps = load_measurement(src, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
     t0 = time.perf_counter()
     x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
     seconds = time.perf_counter() - t0

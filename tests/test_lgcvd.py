@@ -268,6 +268,13 @@ def test_sample_clip_deterministic_with_seed():
 
 def test_predict_interpolate_generate_shapes_and_determinism():
     net = tiny()
+    # A fresh attention block's output projection starts near zero (1e-5 scale), so the global
+    # context would change the output only at round-off level; give it trained-like weights so
+    # the test sees whether the context is wired through, on any CPU.
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "out") and hasattr(m, "q") and isinstance(m.out, torch.nn.Conv2d):
+                m.out.weight.mul_(1e4)
     past = torch.rand(1, 3, 2, 16, 16)
     g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
     y = predict_video(net, past, 9, steps=3, generator=g())
@@ -281,7 +288,7 @@ def test_predict_interpolate_generate_shapes_and_determinism():
     # without carrying the global context the second clip differs
     y_nc = predict_video(net, past, 9, steps=3, generator=g(), carry_context=False)
     torch.testing.assert_close(y_nc[:, :, :8], y[:, :, :8])
-    assert not torch.allclose(y_nc[:, :, 8:], y[:, :, 8:])
+    assert float((y_nc[:, :, 8:] - y[:, :, 8:]).abs().max()) > 1e-3
 
     vid = torch.rand(1, 1, 3, 16, 16)
     z = interpolate_video(net, vid, 4, steps=3, generator=g())

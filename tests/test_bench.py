@@ -172,6 +172,18 @@ def test_bench_end_to_end_schema_tuning_budget_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "restore_video", boom)
     run_bench(load_protocol(path), out, resume=True, quiet=True)
     assert (out / "runs.csv").read_text() == before
+    # --report rewrites the same summary from runs.csv alone; missing runs are flagged
+    (out / "summary.md").unlink()
+    bench.write_report(load_protocol(path), out)
+    assert (out / "summary.md").read_text() == summary
+    _, rows = _read_runs(out / "runs.csv")
+    keep = [r for r in rows if not (r["method"] == "bicubic" and r["clip"] == "d")]
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
+        w.writeheader()
+        w.writerows(keep)
+    bench.write_report(load_protocol(path), out)
+    assert "only 2 of 4 runs" in (out / "summary.md").read_text()
 
 
 def test_tuning_never_reads_a_test_clip(tmp_path):

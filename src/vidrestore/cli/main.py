@@ -239,14 +239,19 @@ def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, iters, lam, 
 @click.option("-o", "--out", "out_dir", required=True, help="Output folder: runs.csv, tuned.json, summary.md, psnr_SIZE.png.")
 @click.option("--quick", is_flag=True, help="Apply the protocol's quick block (smaller size, fewer tasks/seeds).")
 @click.option("--resume", is_flag=True, help="Continue a run in OUT: finished runs in runs.csv are skipped.")
+@click.option("--report", "report_only", is_flag=True, help="Only rewrite summary.md and the plots from OUT's runs.csv (e.g. of an unfinished run).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def bench(protocol, out_dir, quick, resume, device, quiet):
+def bench(protocol, out_dir, quick, resume, report_only, device, quiet):
     """Benchmark methods on a declared tune/test protocol (YAML): tune on the tune clips only,
     report the test clips with intervals (see benchmarks/protocol.yaml)."""
-    from ..workflows.bench import load_protocol, run_bench
+    from ..workflows.bench import load_protocol, run_bench, write_report
 
     proto = load_protocol(protocol, quick=quick)
+    if report_only:
+        info = write_report(proto, out_dir)
+        click.echo(f"wrote {info['summary']}")
+        return
     info = run_bench(proto, out_dir, resume=resume, device=device, quiet=quiet)
     click.echo(f"wrote {info['summary']} ({info['runs']} runs, {info['seconds'] / 60:.1f} min)")
 

@@ -46,13 +46,13 @@ from ..ops.base import Composition
 from ..ops.resize import Downsample
 from .jobs import CLASSICAL_METHODS, METHOD_OPTIONS, METHODS, parse_size, restore_video
 
-__all__ = ["BenchClip", "BenchTask", "BenchMethod", "Protocol", "load_protocol", "parse_protocol", "run_bench", "summarize", "RUN_COLUMNS"]
+__all__ = ["BenchClip", "BenchTask", "BenchMethod", "Protocol", "load_protocol", "parse_protocol", "run_bench", "summarize", "write_report", "RUN_COLUMNS"]
 
 #: Columns of ``runs.csv`` in order.
 RUN_COLUMNS = ("size", "clip", "split", "task", "method", "setting", "seed", "psnr", "ssim", "warp_error", "seconds", "nfe", "a_calls")
 
-_TOP_KEYS = {"description", "clips", "split", "size", "frames", "seeds", "tasks", "methods", "quick", "notes"}
-_QUICK_KEYS = {"size", "frames", "seeds", "tasks", "methods"}
+_TOP_KEYS = {"description", "clips", "split", "size", "frames", "seeds", "tune_seeds", "tasks", "methods", "quick", "notes"}
+_QUICK_KEYS = {"size", "frames", "seeds", "tune_seeds", "tasks", "methods"}
 _TASK_KEYS = {"op", "sigma_y", "sizes", "label"}
 _METHOD_KEYS = {"method", "tune", "tasks", "budget", "label"}
 
@@ -118,6 +118,12 @@ class Protocol:
     methods: dict[str, BenchMethod]
     description: str = ""
     source: str = ""
+    tune_seeds: list[int] | None = None
+
+    @property
+    def tuning_seeds(self) -> list[int]:
+        """Seeds of the tuning runs (``tune_seeds``, default: ``seeds``)."""
+        return self.tune_seeds if self.tune_seeds is not None else self.seeds
 
     def split_of(self, clip: str) -> str:
         return "tune" if clip in self.tune else "test"
@@ -182,7 +188,7 @@ def _resolve_path(text: str, base: Path, source: str, name: str) -> str:
             raise _err(source, f"clip {name!r}: {e}") from None
     expanded = os.path.expandvars(os.path.expanduser(text))
     if "$" in expanded:
-        raise _err(source, f"clip {name!r}: {text!r} uses an unset environment variable (set $DATA, see scripts/fetch_eval_clips.sh)")
+        return expanded  # an unset variable: reported when the clip is read (load_clip)
     p = Path(expanded)
     return str(p if p.is_absolute() else base / p)
 
@@ -204,7 +210,7 @@ def parse_protocol(data: Any, *, source: str = "<protocol>", base: str | Path = 
         q = data.get("quick") or {}
         if not isinstance(q, dict) or set(q) - _QUICK_KEYS:
             raise _err(source, f"quick must be a mapping with keys among {', '.join(sorted(_QUICK_KEYS))}")
-        for key in ("size", "frames", "seeds"):
+        for key in ("size", "frames", "seeds", "tune_seeds"):
             if key in q:
                 data[key] = q[key]
         for key in ("tasks", "methods"):
@@ -249,6 +255,11 @@ def parse_protocol(data: Any, *, source: str = "<protocol>", base: str | Path = 
     seeds = _as_list(data["seeds"], "seeds", source)
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise _err(source, f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    tune_seeds = data.get("tune_seeds")
+    if tune_seeds is not None:
+        tune_seeds = _as_list(tune_seeds, "tune_seeds", source)
+        if not tune_seeds or not all(isinstance(s, int) and s >= 0 for s in tune_seeds):
+            raise _err(source, f"tune_seeds must be a non-empty list of integers >= 0, got {tune_seeds!r}")
 
     # tasks
     if not isinstance(data["tasks"], dict) or not data["tasks"]:
@@ -321,7 +332,8 @@ def parse_protocol(data: Any, *, source: str = "<protocol>", base: str | Path = 
             if not quick or bm.budget_match in data["methods"]:
                 raise _err(source, f"method {bm.name!r}: budget.match names {bm.budget_match!r}, which is not a method without a budget")
     methods = {k: v for k, v in methods.items() if v.budget_match is None or v.budget_match in methods}
-    return Protocol(clips, tune, test, sizes, frames, [int(s) for s in seeds], tasks, methods, str(data.get("description", "")), source)
+    return Protocol(clips, tune, test, sizes, frames, [int(s) for s in seeds], tasks, methods, str(data.get("description", "")), source,
+                    None if tune_seeds is None else [int(s) for s in tune_seeds])
 
 
 def load_protocol(path: str | Path, *, quick: bool = False) -> Protocol:
@@ -349,6 +361,8 @@ def load_protocol(path: str | Path, *, quick: bool = False) -> Protocol:
 def load_clip(clip: BenchClip, size: tuple[int, int], frames: int) -> torch.Tensor:
     """``frames`` frames from ``clip.start``, area-resized to cover ``size`` keeping the aspect
     ratio, then centre-cropped to ``size``: ``(1, 3, frames, H, W)`` in ``[0, 1]``."""
+    if "$" in clip.path:
+        raise UserError(f"clip {clip.name!r}: {clip.path!r} uses an unset environment variable (fetch the clips with scripts/fetch_eval_clips.sh DIR and set DATA=DIR)")
     try:
         x, _ = read_video(clip.path, start=clip.start, frames=frames)
     except UserError as e:
@@ -509,7 +523,7 @@ def _plan_counts(p: Protocol) -> int:
                     n += len(p.test) * len(p.seeds)
                     continue
                 if bm.grid or bm.classical:
-                    n += len(bm.settings()) * len(p.tune) * len(p.seeds)
+                    n += len(bm.settings()) * len(p.tune) * len(p.tuning_seeds)
                 n += len(p.test) * len(p.seeds)
     return n
 
@@ -535,7 +549,7 @@ def run_bench(
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc="bench runs", disable=quiet, dynamic_ncols=True)
     runner = _Runner(protocol, table, device=device, progress=lambda: bar.update(1), log=log)
-    tuned: dict = {"tune_clips": protocol.tune, "seeds": protocol.seeds, "criterion": "mean PSNR over tune clips and seeds", "choices": {}}
+    tuned: dict = {"tune_clips": protocol.tune, "seeds": protocol.tuning_seeds, "criterion": "mean PSNR over tune clips and seeds", "choices": {}}
     try:
         # 1. tuning: tune clips only.
         for size in protocol.sizes:
@@ -548,7 +562,7 @@ def run_bench(
                     scores = []
                     for setting in bm.settings():
                         bar.set_postfix_str(f"tune {task.name} {bm.name}")
-                        vals = [float(runner.run(size, c, task, bm, setting, s)["psnr"]) for c in protocol.tune for s in protocol.seeds]
+                        vals = [float(runner.run(size, c, task, bm, setting, s)["psnr"]) for c in protocol.tune for s in protocol.tuning_seeds]
                         scores.append((setting, _mean(vals)))
                     best = max(scores, key=lambda sv: sv[1])  # first best wins ties (grid order)
                     tuned["choices"].setdefault(_size_text(size), {}).setdefault(task.name, {})[bm.name] = {
@@ -589,12 +603,30 @@ def run_bench(
                             runner.run(size, c, task, bm, like, s, extra={"iters": iters}, setting_text=key_text)
     finally:
         bar.close()
-    gt = {f"{k[0]} {k[1]}": v for k, v in runner.gt_warp.items()}
-    summary = summarize(protocol, list(table.rows.values()), tuned, gt_warp=runner.gt_warp)
-    atomic_write_text(out / "summary.md", summary)
-    atomic_write_text(out / "gt_warp.json", json.dumps(gt, indent=2))
-    plot_summary(protocol, list(table.rows.values()), out)
-    return {"runs": len(table.rows), "summary": str(out / "summary.md"), "tuned": str(out / "tuned.json"), "seconds": time.perf_counter() - t0}
+    return {"runs": len(table.rows), **write_report(protocol, out, gt_warp=runner.gt_warp), "seconds": time.perf_counter() - t0}
+
+
+def write_report(protocol: Protocol, out_dir: str | Path, *, gt_warp: dict | None = None) -> dict:
+    """(Re)write ``summary.md`` and the plots from ``runs.csv`` and ``tuned.json`` in ``out_dir``
+    without running anything (``vidrestore bench --report``); the ground truth's warping error is
+    computed from the clips when not given."""
+    out = Path(out_dir)
+    if not (out / "runs.csv").exists() or not (out / "tuned.json").exists():
+        raise UserError(f"{out} has no finished tuning (runs.csv and tuned.json); run the benchmark first")
+    table = RunTable(out / "runs.csv", resume=True)
+    tuned = json.loads((out / "tuned.json").read_text())
+    rows = list(table.rows.values())
+    if gt_warp is None:
+        runner = _Runner(protocol, table, device=None, progress=lambda: None, log=lambda s: None)
+        for size in protocol.sizes:
+            for clip in protocol.test:
+                if any(r["clip"] == clip and r["size"] == _size_text(size) for r in rows):
+                    runner.flows(clip, size)
+        gt_warp = runner.gt_warp
+    atomic_write_text(out / "summary.md", summarize(protocol, rows, tuned, gt_warp=gt_warp))
+    atomic_write_text(out / "gt_warp.json", json.dumps({f"{k[0]} {k[1]}": v for k, v in gt_warp.items()}, indent=2))
+    plot_summary(protocol, rows, out)
+    return {"summary": str(out / "summary.md"), "tuned": str(out / "tuned.json")}
 
 
 def _chosen(tuned: dict, size, task: BenchTask, bm: BenchMethod) -> dict:
@@ -695,7 +727,7 @@ def summarize(protocol: Protocol, rows: list[dict], tuned: dict, *, gt_warp: dic
         "",
         f"Protocol: `{protocol.source}`. {protocol.description}".rstrip(),
         "",
-        f"- Tuned on: {', '.join(protocol.tune)} (tune split; every grid point, {len(protocol.seeds)} seed(s): {', '.join(map(str, protocol.seeds))}).",
+        f"- Tuned on: {', '.join(protocol.tune)} (tune split; every grid point, {len(protocol.tuning_seeds)} seed(s): {', '.join(map(str, protocol.tuning_seeds))}).",
         f"- Reported on: {', '.join(protocol.test)} (test split, never used for a choice).",
         f"- Frames: {protocol.frames} per clip; sizes: {', '.join(_size_text(s) for s in protocol.sizes)}.",
         "- Mean ± 95 % interval: seeds averaged per clip, Student t over clips. "
@@ -735,6 +767,9 @@ def summarize(protocol: Protocol, rows: list[dict], tuned: dict, *, gt_warp: dic
                 if d and not bm.classical:
                     verdicts.append((st, tname, name, d))
                 warp = stt.get("warp_error")
+                expected = len(protocol.test) * len(protocol.seeds)
+                if stt["n_runs"] < expected:
+                    setting += f" (only {stt['n_runs']} of {expected} runs)"
                 lines.append(
                     f"| {name} | {setting.replace('|', '/')} | {_pm(*stt['psnr'])} | {dtext} | {stt['ssim'][0]:.4f} | "
                     f"{warp[0]:.3e} | {stt['seconds'][0]:.1f} | {stt['nfe'][0]:.0f} | {stt['a_calls'][0]:.0f} |"

@@ -1,0 +1,109 @@
+"""Insert `vidrestore bench` results into README.md between markers; nothing is typed by hand.
+
+    python benchmarks/readme_tables.py --run quick=benchmarks/results/bench_quick \
+        [--run main=benchmarks/results/bench_main] [--readme README.md] [--check]
+
+Each RUN folder holds what `vidrestore bench` wrote (protocol.yaml copy is not needed: the
+protocol is read from --protocol, with --quick applied for runs named "quick"). The README
+blocks
+
+    <!-- bench:NAME:table -->  ...  <!-- /bench:NAME:table -->
+    <!-- bench:NAME:status -->  ...  <!-- /bench:NAME:status -->
+
+are replaced by a compact table (test split, PSNR mean ± 95 % interval per task and method,
+and each learned method's paired difference to the best classical method) and by a one-line
+status generated from the same numbers. --check exits 1 when README.md is not up to date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from vidrestore.workflows.bench import _pm, _size_text, load_protocol, task_results, verdict
+
+
+def _tables(protocol, run_dir: Path) -> tuple[str, str]:
+    import csv
+
+    with open(run_dir / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    tuned = json.loads((run_dir / "tuned.json").read_text())
+    out, counts = [], {}
+    for size in protocol.sizes:
+        st = _size_text(size)
+        results = {t: task_results(protocol, rows, st, t, tuned) for t in protocol.tasks}
+        results = {t: r for t, r in results.items() if r["methods"]}
+        if not results:
+            continue
+        methods = [m for m in protocol.methods if any(m in r["methods"] for r in results.values())]
+        learned = [m for m in methods if not protocol.methods[m].classical]
+        n_clips = len(protocol.test)
+        out.append(f"**{st}**, {protocol.frames} frames, test clips {', '.join(protocol.test)}, seeds {', '.join(map(str, protocol.seeds))}; "
+                   f"PSNR in dB, mean ± 95 % interval over the {n_clips} clips.")
+        out.append("")
+        head = ["task", "σ_y", "best classical (tune)"] + methods + [f"{m} − best classical" for m in learned]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for t, r in results.items():
+            task = protocol.tasks[t]
+            cells = [f"{t} `{task.op}`", f"{task.sigma_y:g}", r["best_classical"] or "–"]
+            for m in methods:
+                s = r["methods"].get(m)
+                cells.append(_pm(*s["psnr"]) if s else "–")
+            for m in learned:
+                s = r["methods"].get(m)
+                if s and "diff" in s:
+                    v = verdict(*s["diff"])
+                    counts.setdefault(m, {}).setdefault(v, []).append(t)
+                    cells.append(f"{_pm(*s['diff'])} ({v})")
+                else:
+                    cells.append("–")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    status = []
+    for m, by in counts.items():
+        n = sum(len(v) for v in by.values())
+        parts = []
+        for k in ("better", "no clear difference", "worse"):
+            names = by.get(k, [])
+            parts.append(f"{k} on {len(names)}" + (f" ({', '.join(names)})" if names and k != "no clear difference" else ""))
+        status.append(f"**{m}** against the best tuned classical method on {n} task(s): {', '.join(parts)}.")
+    return "\n".join(out).rstrip() + "\n", " ".join(status) + "\n"
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    pat = re.compile(rf"(<!-- bench:{re.escape(name)} -->\n)(.*?)(<!-- /bench:{re.escape(name)} -->)", re.S)
+    if not pat.search(text):
+        raise SystemExit(f"README has no block <!-- bench:{name} --> ... <!-- /bench:{name} -->")
+    return pat.sub(lambda m: m.group(1) + body + m.group(3), text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", default="benchmarks/protocol.yaml")
+    ap.add_argument("--run", action="append", required=True, help="NAME=DIR (NAME 'quick' applies the protocol's quick block)")
+    ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args(argv)
+    readme = Path(a.readme)
+    text = readme.read_text()
+    new = text
+    for spec in a.run:
+        name, _, folder = spec.partition("=")
+        proto = load_protocol(a.protocol, quick=name == "quick")
+        table, status = _tables(proto, Path(folder))
+        new = _replace(new, f"{name}:table", table)
+        new = _replace(new, f"{name}:status", status)
+    if a.check:
+        return 0 if new == text else 1
+    readme.write_text(new)
+    print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

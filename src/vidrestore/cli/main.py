@@ -337,12 +337,16 @@ def sample_prior_cmd(prior, preset, num, out, size, steps, eta, seed, device):
 @click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
 @click.option("--seed", type=int, default=0)
+@click.option("--allow-out-of-domain", is_flag=True, help="Run even when SRC is unlike the model's training data (colour or size); prints a warning.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def predict(src, out, context, start, frames, weights, steps, eta, seed, quiet):
+def predict(src, out, context, start, frames, weights, steps, eta, seed, allow_out_of_domain, quiet):
     """LGC-VD: autoregressive video prediction from the first frames of SRC."""
     from ..workflows.lgcvd import predict_file
 
-    info = predict_file(src, out, weights=weights, context=context, frames=frames, start=start, steps=steps, eta=eta, seed=seed, quiet=quiet)
+    info = predict_file(src, out, weights=weights, context=context, frames=frames, start=start, steps=steps, eta=eta, seed=seed, quiet=quiet,
+                        allow_out_of_domain=allow_out_of_domain)
+    if info["warning"]:
+        click.echo(f"vidrestore: warning: {info['warning']}", err=True)
     click.echo(f"wrote {info['output']} {info['shape']}")
 
 
@@ -355,12 +359,16 @@ def predict(src, out, context, start, frames, weights, steps, eta, seed, quiet):
 @click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
 @click.option("--seed", type=int, default=0)
+@click.option("--allow-out-of-domain", is_flag=True, help="Run even when SRC is unlike the model's training data (colour or size); prints a warning.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def interpolate(src, out, factor, max_frames, weights, steps, eta, seed, quiet):
+def interpolate(src, out, factor, max_frames, weights, steps, eta, seed, allow_out_of_domain, quiet):
     """LGC-VD: fill missing frames between the frames of SRC."""
     from ..workflows.lgcvd import interpolate_file
 
-    info = interpolate_file(src, out, weights=weights, factor=factor, max_frames=max_frames, steps=steps, eta=eta, seed=seed, quiet=quiet)
+    info = interpolate_file(src, out, weights=weights, factor=factor, max_frames=max_frames, steps=steps, eta=eta, seed=seed, quiet=quiet,
+                            allow_out_of_domain=allow_out_of_domain)
+    if info["warning"]:
+        click.echo(f"vidrestore: warning: {info['warning']}", err=True)
     click.echo(f"wrote {info['output']} {info['shape']}")
 
 

@@ -308,7 +308,8 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
         log("no checkpoint found; starting from scratch")
     _atomic_json(out / "train_config.json", asdict(cfg))
     card = {"prediction": "v", "schedule": "cosine", "max_beta": 0.9999, "num_timesteps": NUM_TIMESTEPS,
-            "dataset": "moving-digits", "size": cfg.size, "two_stage": cfg.two_stage,
+            "dataset": "moving-digits" if cfg.data == "moving-digits" else f"video folder {Path(str(cfg.data)).name}",
+            "size": cfg.size, "two_stage": cfg.two_stage,
             "integer_motion": cfg.integer_motion, "device": device.type}
     n_params = sum(p.numel() for p in net.parameters())
     log(f"LGC-VD {cfg.preset} ({n_params / 1e6:.2f} M params), two_stage={cfg.two_stage}, steps {start}..{cfg.steps}")

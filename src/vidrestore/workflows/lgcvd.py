@@ -26,6 +26,8 @@ are replicated to the input's channel count. Public inputs/outputs are ``(B, C, 
 
 from __future__ import annotations
 
+import json
+
 import os
 from importlib import resources
 from pathlib import Path
@@ -56,18 +58,70 @@ __all__ = [
 BUNDLED_LGCVD = "lgcvd-digits"
 
 
+def _weights_path(weights: str | os.PathLike | None) -> Path:
+    if weights in (None, "default", BUNDLED_LGCVD):
+        return Path(str(resources.files("vidrestore").joinpath("weights", BUNDLED_LGCVD)))
+    return Path(weights)
+
+
 def load_lgcvd(weights: str | os.PathLike | None = None) -> LGCVDUNet:
     """Load an LGC-VD weight folder (default: the bundled moving-digits model)."""
     from ..checkpoint import from_pretrained
 
-    if weights in (None, "default", BUNDLED_LGCVD):
-        path = Path(str(resources.files("vidrestore").joinpath("weights", BUNDLED_LGCVD)))
-    else:
-        path = Path(weights)
+    path = _weights_path(weights)
     net = from_pretrained(path)
     if not isinstance(net, LGCVDUNet):
         raise UserError(f"{path} is not an LGC-VD network (class {type(net).__name__})")
     return net
+
+
+#: What the training data looked like, by the ``dataset`` name in a weight folder's config.
+DATASET_DESCRIPTIONS = {"moving-digits": "synthetic moving digits, light strokes on a black background"}
+
+
+def model_domain(weights: str | os.PathLike | None = None) -> dict:
+    """The domain a weight folder was trained on, from its ``config.json``: ``channels``,
+    ``size`` (``(H, W)`` of the training frames, or ``None`` if not recorded) and ``data`` (a
+    description of the training data)."""
+    path = _weights_path(weights)
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return {"channels": None, "size": None, "data": None}
+    dom = cfg.get("domain") or {}
+    size = dom.get("size", cfg.get("size"))
+    if isinstance(size, int):
+        size = [size, size]
+    data = dom.get("data") or cfg.get("dataset")
+    return {
+        "channels": dom.get("channels", cfg.get("kwargs", {}).get("channels")),
+        "size": tuple(size) if size else None,
+        "data": DATASET_DESCRIPTIONS.get(data, data) if data else None,
+    }
+
+
+def check_domain(domain: dict, x: torch.Tensor | None, *, allow: bool = False, what: str = "input") -> str | None:
+    """Refuse a video outside the model's training domain (colour video for a grey model, or
+    another frame size) with one line naming the domain, unless ``allow``; then return the same
+    message as a warning. ``None`` when the video is inside the domain, or when the weight folder
+    does not record its training data (``data`` is ``None``)."""
+    problems = []
+    if x is not None and domain.get("data"):
+        c, h, w = x.shape[1], x.shape[-2], x.shape[-1]
+        if domain.get("channels") == 1 and c == 3 and not (torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])):
+            problems.append("colour frames")
+        if domain.get("size") and (h, w) != tuple(domain["size"]):
+            problems.append(f"{h}x{w} frames")
+    if not problems:
+        return None
+    size = "x".join(map(str, domain["size"])) if domain.get("size") else "any-size"
+    ch = {1: "grey", 3: "colour"}.get(domain.get("channels"), f"{domain.get('channels')}-channel")
+    msg = (f"this LGC-VD model knows {ch} {size} frames of {domain['data']}; the {what} has {' and '.join(problems)}, "
+           "so the output would not resemble it (train a model on your data with 'vidrestore train lgcvd --data DIR', "
+           "or pass --allow-out-of-domain)")
+    if not allow:
+        raise UserError(msg)
+    return msg
 
 
 def _to_net(x: torch.Tensor, net: LGCVDUNet) -> torch.Tensor:
@@ -300,8 +354,10 @@ def _clips_needed(n: int, per_clip: int) -> int:
 
 
 def predict_file(src, out, *, weights=None, context: int = 2, frames: int = 14, start: int = 0, steps: int = 50,
-                 eta: float = 1.0, seed: int = 0, quiet: bool = False) -> dict:
-    """Read ``context`` frames of ``src`` from ``start``, predict ``frames`` more, write ``out``."""
+                 eta: float = 1.0, seed: int = 0, quiet: bool = False, allow_out_of_domain: bool = False) -> dict:
+    """Read ``context`` frames of ``src`` from ``start``, predict ``frames`` more, write ``out``.
+    Input outside the model's training domain is refused (:func:`check_domain`) unless
+    ``allow_out_of_domain``; the returned dict then carries the ``warning``."""
     from ..io import read_video, write_video
     from .progress import progress
 
@@ -309,17 +365,19 @@ def predict_file(src, out, *, weights=None, context: int = 2, frames: int = 14, 
         raise UserError("--context must be 1 or 2 (LGC-VD has two local-condition slots)")
     net = load_lgcvd(weights)
     x, fps = read_video(src, start=start, frames=context)
+    warning = check_domain(model_domain(weights), x, allow=allow_out_of_domain)
     g = torch.Generator().manual_seed(seed)
     per = net.frames - (2 if context == 2 else 1)
     with progress(_clips_needed(frames - per, net.frames - 2) + (1 if frames > per else 0), "predict", quiet) as cb:
         y = predict_video(net, x, frames, steps=steps, eta=eta, generator=g, callback=cb)
     write_video(out, y[0], fps)
-    return {"output": str(out), "shape": tuple(y.shape)}
+    return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
 
 def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int | None = None, steps: int = 50,
-                     eta: float = 1.0, seed: int = 0, quiet: bool = False) -> dict:
-    """Interpolate every gap of ``src`` by ``factor`` and write ``out`` (frame rate times ``factor``)."""
+                     eta: float = 1.0, seed: int = 0, quiet: bool = False, allow_out_of_domain: bool = False) -> dict:
+    """Interpolate every gap of ``src`` by ``factor`` and write ``out`` (frame rate times ``factor``);
+    out-of-domain input as in :func:`predict_file`."""
     from ..io import read_video, write_video
     from .progress import progress
 
@@ -327,11 +385,12 @@ def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int
     if not 2 <= factor <= net.frames - 1:
         raise UserError(f"--factor must be in [2, {net.frames - 1}] for a {net.frames}-frame model, got {factor}")
     x, fps = read_video(src, max_frames=max_frames)
+    warning = check_domain(model_domain(weights), x, allow=allow_out_of_domain)
     g = torch.Generator().manual_seed(seed)
     with progress(max(0, x.shape[2] - 1), "interpolate", quiet) as cb:
         y = interpolate_video(net, x, factor, steps=steps, eta=eta, generator=g, callback=cb)
     write_video(out, y[0], fps * factor)
-    return {"output": str(out), "shape": tuple(y.shape)}
+    return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
 
 def generate_file(out, *, weights=None, frames: int = 16, seed: int = 0, steps: int = 50, eta: float = 1.0,

@@ -5,6 +5,7 @@
 * :func:`warp_error` — temporal consistency E_warp (Lai et al., ECCV 2018) with
   forward–backward occlusion masks; :func:`compute_ref_flows` caches the reference flows.
 * :func:`video_metrics`, :func:`format_table` — summaries and comparison tables.
+* :func:`estimate_noise_sigma` — blind noise level of a measurement (Immerkær 1996, MAD).
 
 Layering: imports :mod:`vidrestore.errors`, :mod:`vidrestore.tensor`, :mod:`vidrestore.flow`,
 torch and numpy only.
@@ -12,6 +13,7 @@ torch and numpy only.
 
 from ._common import rgb_to_y
 from .aligned import aligned_frame_metrics, aligned_video_metrics, dft_registration
+from .noise import NOISE_ESTIMATORS, estimate_noise_sigma
 from .psnr import psnr
 from .report import format_table, video_metrics
 from .ssim import gaussian_window_1d, ssim
@@ -21,6 +23,8 @@ __all__ = [
     "aligned_frame_metrics",
     "aligned_video_metrics",
     "dft_registration",
+    "NOISE_ESTIMATORS",
+    "estimate_noise_sigma",
     "TemporalFlows",
     "compute_ref_flows",
     "format_table",

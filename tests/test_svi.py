@@ -599,3 +599,31 @@ def test_restore_precision_bf16_is_close_to_fp32_and_bad_names_fail():
         assert float((op.A(out[p]) - y).abs().mean()) < 0.005
     with pytest.raises(UserError, match="precision"):
         restore_video(y, op, method="svi", options={"steps": 1, "precision": "int8"}, quiet=True)
+
+
+def test_noise_share_interpolates_between_identical_and_independent_noise():
+    # noise_share rho: sqrt(rho) z_shared + sqrt(1 - rho) z_frame; 1 and 0 reproduce the
+    # shared_noise=True / False paths exactly, and the inter-frame correlation is rho.
+    from vidrestore.solvers.svi import _Noise
+
+    like = torch.zeros(1)
+    shape = (1, 3, 4, 32, 32)
+    ids = [0, 1, 2, 3]
+    z1 = _Noise(shape, 1.0, 5, ids, like).draw()
+    assert torch.equal(z1[:, :, 0], z1[:, :, 3])
+    for rho in (0.0, 0.3, 0.7):
+        z = _Noise(shape, rho, 5, ids, like).draw()
+        a, b = z[:, :, 0].flatten(), z[:, :, 2].flatten()
+        corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+        assert abs(corr - rho) < 0.05, (rho, corr)
+        assert abs(float(z.std()) - 1.0) < 0.03
+    prior = GaussianPrior(0.5, 0.3, alphas_cumprod(linear_betas()))
+    op = parse("tblur:uniform:3:circular")
+    y = op.A(torch.rand(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0)))
+    base = dict(steps=4, eta=0.8, seed=1)
+    assert torch.equal(solve_svi(prior, op, y, noise_share=1.0, **base), solve_svi(prior, op, y, **base))
+    assert torch.equal(solve_svi(prior, op, y, noise_share=0.0, **base), solve_svi(prior, op, y, shared_noise=False, **base))
+    mid = solve_svi(prior, op, y, noise_share=0.5, **base)
+    assert not torch.equal(mid, solve_svi(prior, op, y, **base))
+    with pytest.raises(UserError, match="noise_share"):
+        solve_svi(prior, op, y, noise_share=1.5, **base)

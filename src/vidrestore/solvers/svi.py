@@ -31,6 +31,8 @@ are solved on a reflect-padded grid with the exact operator ``A ∘ crop`` and c
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable, Sequence
 
 import torch
@@ -132,30 +134,31 @@ def _frame_seed(seed: int, frame: int) -> int:
 
 
 class _Noise:
-    """Gaussian noise for a ``(B, C, T, H, W)`` video, shared across frames or per frame.
+    """Gaussian noise for a ``(B, C, T, H, W)`` video, shared across frames, per frame, or a mix.
 
-    Shared: one CPU generator seeded with ``seed`` draws ``(B, C, 1, H, W)`` per call and the
-    draw is copied to all ``T`` frames (batch-consistent sampling). Per frame: frame ``f`` has its
-    own generator seeded from ``(seed, frame_ids[f])``, so a frame gets the same noise whatever
-    window it is solved in.
+    ``share = 1`` (batch-consistent sampling): one CPU generator seeded with ``seed`` draws
+    ``(B, C, 1, H, W)`` per call and the draw is copied to all ``T`` frames. ``share = 0``: frame
+    ``f`` has its own generator seeded from ``(seed, frame_ids[f])``, so a frame gets the same
+    noise whatever window it is solved in. In between, ``sqrt(share) z_shared + sqrt(1 - share)
+    z_frame`` (still unit variance per pixel; correlation ``share`` between frames).
     """
 
-    def __init__(self, shape, shared: bool, seed: int, frame_ids: Sequence[int], like: torch.Tensor):
+    def __init__(self, shape, share: float, seed: int, frame_ids: Sequence[int], like: torch.Tensor):
         self.shape = tuple(int(s) for s in shape)
-        self.shared = shared
+        self.share = float(share)
         self.like = like
-        if shared:
-            self.gens = [torch.Generator(device="cpu").manual_seed(int(seed))]
-        else:
-            self.gens = [torch.Generator(device="cpu").manual_seed(_frame_seed(seed, f)) for f in frame_ids]
+        self.shared_gen = torch.Generator(device="cpu").manual_seed(int(seed)) if self.share > 0 else None
+        self.frame_gens = [torch.Generator(device="cpu").manual_seed(_frame_seed(seed, f)) for f in frame_ids] if self.share < 1 else []
 
     def draw(self) -> torch.Tensor:
         b, c, t, h, w = self.shape
         dtype = self.like.dtype if self.like.dtype in (torch.float32, torch.float64) else torch.float32
-        if self.shared:
-            z = torch.randn((b, c, 1, h, w), generator=self.gens[0], dtype=dtype).expand(b, c, t, h, w)
-        else:
-            z = torch.stack([torch.randn((b, c, h, w), generator=g, dtype=dtype) for g in self.gens], dim=2)
+        z = None
+        if self.shared_gen is not None:
+            z = torch.randn((b, c, 1, h, w), generator=self.shared_gen, dtype=dtype).expand(b, c, t, h, w)
+        if self.frame_gens:
+            zf = torch.stack([torch.randn((b, c, h, w), generator=g, dtype=dtype) for g in self.frame_gens], dim=2)
+            z = zf if z is None else math.sqrt(self.share) * z + math.sqrt(1.0 - self.share) * zf
         return z.to(device=self.like.device, dtype=self.like.dtype)
 
 
@@ -232,6 +235,7 @@ def solve_svi(
     gamma: float = 1.0,
     gamma_schedule: str = "const",
     shared_noise: bool = True,
+    noise_share: float | None = None,
     data_step: str = "cg",
     t_start: int | None = None,
     init: str = "lift",
@@ -281,7 +285,11 @@ def solve_svi(
         gamma_schedule: ``"const"`` (``gamma`` at every step, DDS) or ``"sigma"``
             (``gamma * (sigma_t / sigma_y)^2``, DiffPIR's schedule; see :func:`data_weight`).
             Only used when ``sigma_y > 0``.
-        shared_noise: Share the initial and every fresh noise draw across frames.
+        shared_noise: Share the initial and every fresh noise draw across frames (``False``:
+            independent noise per frame, the DDS ablation).
+        noise_share: Correlation of the noise between frames in ``[0, 1]``, overriding
+            ``shared_noise``: ``sqrt(rho) z_shared + sqrt(1 - rho) z_frame`` (1: the paper's
+            identical noise; 0: independent per frame; ``None``: from ``shared_noise``).
         data_step: ``"cg"`` (conjugate gradient) or ``"gd"`` (steepest descent with exact line
             search, the ablation).
         t_start: First timestep (``None``: ``N - 1`` from pure noise); otherwise start from
@@ -346,7 +354,10 @@ def solve_svi(
         raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
     acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
     ts = sampling_timesteps(int(steps), int(acp.shape[0]), t_start, spacing)
-    noise_src = _Noise(shape, bool(shared_noise), seed, ids, like=y)
+    share = (1.0 if shared_noise else 0.0) if noise_share is None else float(noise_share)
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"noise_share must lie in [0, 1], got {noise_share}")
+    noise_src = _Noise(shape, share, seed, ids, like=y)
     noisy = float(sigma_y) > 0
 
     with torch.no_grad():
@@ -522,7 +533,7 @@ def solve_dps(
         raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
     acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
     ts = sampling_timesteps(int(steps), int(acp.shape[0]), None, spacing)
-    noise_src = _Noise(shape, bool(shared_noise), seed, ids, like=y)
+    noise_src = _Noise(shape, 1.0 if shared_noise else 0.0, seed, ids, like=y)
     y_model = measurement_to_model(op_p, y.detach(), shape)
     tiny = torch.finfo(y.dtype).tiny
 

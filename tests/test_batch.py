@@ -159,3 +159,22 @@ def test_cli_help_lists_backend_options():
         assert res.exit_code == 0
         for flag in ("--backend", "--address", "--workers", "--threads", "--retries"):
             assert flag in res.output
+
+
+def test_method_options_are_typed_with_one_source_of_defaults():
+    from vidrestore.errors import UserError
+    from vidrestore.workflows.methods import METHOD_OPTIONS, NOISY_DIFFUSION, CGOptions, SVIOptions, make_options
+
+    assert SVIOptions.for_noise(0.05).t_start == NOISY_DIFFUSION["t_start"] == 100
+    assert SVIOptions.for_noise(0.0).t_start == 500 and SVIOptions(t_start=300).resolve(0.05).t_start == 300
+    assert (SVIOptions().eta, SVIOptions().cg_steps, SVIOptions().steps) == (0.8, 20, 20)
+    assert make_options("svi", {"steps": 3}) == SVIOptions(steps=3) and "cg_steps" in METHOD_OPTIONS["svi"]
+    with pytest.raises(UserError, match="method cg does not take --cg-steps"):
+        make_options("cg", {"cg_steps": 3})
+    with pytest.raises(UserError, match="takes CGOptions"):
+        make_options("cg", SVIOptions())
+    op = parse(OP, num_frames=8)
+    y = measure(op, _clip(1, 8), 0.0, torch.Generator().manual_seed(1))
+    a = restore_video(y, op, method="cg", options={"iters": 4}, quiet=True)
+    b = restore_video(y, op, method="cg", options=CGOptions(iters=4), quiet=True)
+    assert torch.equal(a, b)

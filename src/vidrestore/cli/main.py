@@ -391,14 +391,9 @@ _TRAIN_MAX_MINUTES = click.option("--max-minutes", type=click.FloatRange(min=0, 
 
 def _check_device(device: str) -> None:
     """A one-line error for an unknown or unavailable training device (no video I/O imported)."""
-    import torch
+    from ..tensor import resolve_device
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but CUDA is not available on this machine")
+    resolve_device(device)
 
 
 @cli.group()

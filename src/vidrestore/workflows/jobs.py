@@ -29,7 +29,9 @@ from .methods import (  # noqa: F401 - the method table, re-exported where it us
     NOISY_DIFFUSION,
     PRECISIONS,
     Method,
+    Options,
     get_method,
+    make_options,
     option_flag,
     parse_warp_period,
     prior_dtype,
@@ -158,7 +160,7 @@ def restore_file(
     sigma_y: float | None = None,
     seed: int | None = None,
     op_seed: int | None = None,
-    options: dict | None = None,
+    options: Options | dict | None = None,
     device: str | None = None,
     quiet: bool = False,
     backend: str = "local",
@@ -167,6 +169,9 @@ def restore_file(
     allow_truncated: bool = False,
 ) -> dict:
     """Restore the measurement file ``src`` into ``out``.
+
+    ``options``: the method's options object (e.g. :class:`~vidrestore.workflows.methods.SVIOptions`)
+    or a dict of option names (``restore``'s flags, e.g. ``{"cg_steps": 10}``).
 
     The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
     frame count, ``sigma_y``). ``seed`` is the sampling seed of the stochastic (diffusion)
@@ -181,8 +186,7 @@ def restore_file(
     """
     check_output(out, [src])
     check_blind_flags(method, op=op, sigma_y=sigma_y, op_seed=op_seed)
-    if seed is not None:
-        options = {**(options or {}), "seed": int(seed)}
+    options = make_options(method, options, **({} if seed is None else {"seed": int(seed)}))
     y, operator, s_y, fps = load_input(src, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
     t0 = time.perf_counter()
     x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
@@ -190,7 +194,7 @@ def restore_file(
     write_video(out, x, fps)
     info = {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x.shape), "backend": backend}
     if get_method(method).blind:
-        info.update(_blind_summary(method, options or {}))
+        info.update(_blind_summary(options))
     return info
 
 
@@ -214,13 +218,13 @@ def check_blind_flags(method: str, *, op: str | None = None, sigma_y: float | No
             raise UserError(f"method {method} is blind: it takes no {flag}")
 
 
-def _blind_summary(method: str, options: dict) -> dict:
+def _blind_summary(options) -> dict:
     """What a blind method ran with (pvdnet: weights and flow), for the summary line."""
     from ..checkpoint import load_config
     from .deblur import resolve_pvdnet_weights
 
-    path = resolve_pvdnet_weights(options.get("weights"))
-    flow = options.get("flow") or load_config(path).get("flow", "bimnet")
+    path = resolve_pvdnet_weights(options.weights)
+    flow = options.flow or load_config(path).get("flow", "bimnet")
     return {"op": f"blind (flow {flow})", "weights": str(path), "flow": flow}
 
 

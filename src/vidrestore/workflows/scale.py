@@ -32,7 +32,6 @@ import torch
 from ..errors import UserError
 from ..ops.base import LinearOperator
 from .distributed import RayConfig, RayPool
-from .methods import get_method
 from .progress import progress
 from .worker import JobFailed, VideoJob, WindowWorker, WorkerSpec, make_spec, plan_job
 
@@ -189,7 +188,7 @@ def restore_video(
     *,
     method: str = "cg",
     sigma_y: float = 0.0,
-    options: dict | None = None,
+    options: Any = None,
     device: str | None = None,
     quiet: bool = False,
     backend: str = "local",
@@ -200,7 +199,8 @@ def restore_video(
     """Restore a measurement ``y`` (pixel units) with a named method; returns ``(B,C,T,H,W)``
     in ``[0, 1]`` on the CPU.
 
-    The clip is planned into temporal windows (``options["window"]``, default per method:
+    ``options``: the method's :class:`~vidrestore.workflows.methods.Options` or a dict of
+    option names. The clip is planned into temporal windows (``window``, default per method:
     16 frames for the diffusion methods, the whole clip for cg/admm-tv), every window is solved
     independently, and the cores are blended in window order. ``backend`` ``"local"`` solves
     the windows in this process; ``"ray"`` sends them to Ray actors (``ray``: a
@@ -217,7 +217,7 @@ def restore_video(
         raise exc
 
     local = backend == "local"
-    total = n * get_method(method).steps(spec.options) if local else n
+    total = n * spec.options.num_steps() if local else n
     with progress(total, f"{method} ({n} window{'s' * (n > 1)}, {backend})", quiet) as bar:
         with open_pool(spec, backend, ray, step_callback=bar if local else None, limit=n) as pool:
             run_videos(

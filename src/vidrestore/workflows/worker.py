@@ -5,7 +5,7 @@ Ray actor (:mod:`.distributed`). See :mod:`.scale` for the plan / solve / stitch
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ..ops.base import LinearOperator
 from ..solvers.windows import WindowedProblem
-from .methods import check_options, get_method, prior_dtype, resolve_device
+from .methods import Options, get_method, make_options, prior_dtype, resolve_device
 
 __all__ = ["JobFailed", "WorkerSpec", "make_spec", "VideoJob", "plan_job", "WindowWorker"]
 
@@ -29,29 +29,29 @@ class WorkerSpec:
 
     Attributes:
         method: Key of :data:`~vidrestore.workflows.methods.METHODS`.
-        options: Method options merged with the method's defaults.
+        options: The method's :class:`~vidrestore.workflows.methods.Options` (defaults filled in).
         device: ``cpu`` | ``cuda`` | ``cuda:N`` (a Ray actor sees only its own GPU as ``cuda``).
         threads: torch CPU threads while solving a window (``None``: leave as is).
     """
 
     method: str
-    options: dict = field(default_factory=dict)
+    options: Options
     device: str = "cpu"
     threads: int | None = None
 
 
-def make_spec(method: str, options: dict | None = None, *, device: str | None = None, threads: int | None = None, backend: str = "local") -> WorkerSpec:
+def make_spec(method: str, options: Options | dict | None = None, *, device: str | None = None, threads: int | None = None, backend: str = "local") -> WorkerSpec:
     """Validate ``method`` and its options, merge its defaults into ``options`` and build a
     :class:`WorkerSpec`."""
-    o = check_options(method, options)
+    o = make_options(method, options)
     if threads is not None and int(threads) < 1:
         raise UserError(f"threads must be >= 1, got {threads}")
     if backend not in ("local", "ray"):
         raise UserError(f"unknown backend {backend!r}; use local or ray")
     if backend == "local":  # remote workers may have GPUs that this machine lacks
         resolve_device(device)
-    if "precision" in o:
-        prior_dtype(o["precision"])
+    if getattr(o, "precision", None) is not None:
+        prior_dtype(o.precision)
     return WorkerSpec(method, o, device or "cpu", None if threads is None else int(threads))
 
 
@@ -66,9 +66,8 @@ class VideoJob:
 
 def plan_job(key: str, y: torch.Tensor, op: LinearOperator, sigma_y: float, spec: WorkerSpec) -> VideoJob:
     """Plan ``y`` into the method's temporal windows (``window``/``overlap``/``context`` options)."""
-    m = get_method(spec.method)
-    window = spec.options.get("window", m.window)
-    problem = WindowedProblem(op, y.cpu(), window=window, overlap=int(spec.options.get("overlap", 4)), context=int(spec.options.get("context", 0)))
+    o = spec.options
+    problem = WindowedProblem(op, y.cpu(), window=getattr(o, "window", None), overlap=int(getattr(o, "overlap", 4)), context=int(getattr(o, "context", 0)))
     return VideoJob(key, problem, float(sigma_y))
 
 
@@ -109,7 +108,7 @@ class WindowWorker:
 
     def run(self, job: VideoJob, k: int, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
         """Solve window ``k`` of ``job``; returns its core frames ``(B, C, T_core, H, W)`` on the CPU."""
-        m, o, dev = self.method, self.spec.options, self.device
+        m, o, dev = self.method, self.spec.options.resolve(job.sigma_y), self.device
         state = self.state()
         cb = callback or (lambda info=None: None)
 

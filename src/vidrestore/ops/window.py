@@ -18,7 +18,12 @@ from .mask import Inpaint
 from .resize import Downsample
 from .temporal import FrameDrop, TemporalBlur
 
-__all__ = ["SpatialCrop", "pad_operator", "FrameSelect", "window_operator"]
+__all__ = ["crop_to", "SpatialCrop", "pad_operator", "FrameSelect", "window_operator"]
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Undo a bottom/right padding: keep the top-left ``size = (H, W)`` of the last two dims."""
+    return x[..., : size[0], : size[1]]
 
 
 class SpatialCrop(LinearOperator):

@@ -26,7 +26,7 @@ from ..ops import parse
 from ..ops.base import LinearOperator
 from ..ops.functional import pad_indices
 from ..ops.temporal import FrameDrop, TemporalBlur
-from ..ops.window import FrameSelect, SpatialCrop, _flatten, _WindowInpaint, pad_operator, window_operator  # noqa: F401 - re-exported
+from ..ops.window import FrameSelect, SpatialCrop, _flatten, crop_to, _WindowInpaint, pad_operator, window_operator  # noqa: F401 - re-exported
 
 __all__ = [
     "DEFAULT_MULTIPLE",
@@ -72,11 +72,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> tu
     ih = pad_indices(h, 0, ph, mode, device=x.device)
     iw = pad_indices(w, 0, pw, mode, device=x.device)
     return x.index_select(-2, ih).index_select(-1, iw), (h, w)
-
-
-def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`pad_to_multiple`: keep the top-left ``size = (H, W)`` of the last two dims."""
-    return x[..., : size[0], : size[1]]
 
 
 

@@ -1,4 +1,4 @@
-"""Sweep ADMM-TV's starting Tikhonov weight (``start_lam``) on a tuning clip (issue 4).
+"""Sweep ADMM-TV's starting Tikhonov weight (``start_lam``) on a tuning clip.
 
 ADMM-TV starts from ``4 * cg_iter`` CG iterations on the least-squares problem. Without
 regularisation that start amplifies measurement noise on ill-conditioned operators (the
@@ -66,7 +66,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     lines = [
-        "# ADMM-TV starting-point sweep (issue 4)",
+        "# ADMM-TV starting-point sweep",
         "",
         f"Clip `{a.clip}` ({a.frames} frames, {a.size}x{a.size}), seed {a.seed}; PSNR in dB; TV weight 1e-5 + 0.4 σ_y, 40 ADMM",
         "iterations, 5 CG steps each; the start is 20 CG iterations with Tikhonov weight `start_lam` (centre: the lifted measurement).",

@@ -1,4 +1,4 @@
-"""Classical baselines on the demo clip (issue 2 table): degraded vs CG vs ADMM-TV.
+"""Classical baselines on the demo clip: degraded vs CG vs ADMM-TV.
 
 Usage: python benchmarks/classical_table.py [--frames 16] [--out benchmarks/results]
 Runs ``vidrestore.workflows.demo.run_demo`` for each spec on bikes.mp4 (frames 0-15, full

@@ -1,4 +1,4 @@
-"""Sweep of the per-frame DDS base on the noisy tasks of the DiffIR2VR table (issue 5).
+"""Sweep of the per-frame DDS base on the noisy tasks of the DiffIR2VR table.
 
 Picks the data weight ``gamma``, the CG iterations and the start time ``t_start`` of the base
 restorer on a clip that is *not* the evaluation clip of ``diffir2vr_table.py`` (default:

@@ -1,4 +1,4 @@
-"""DiffIR2VR-Zero benchmark (issue 5): frame-by-frame DDS vs DDS + the consistency wrapper.
+"""DiffIR2VR-Zero benchmark: frame-by-frame DDS vs DDS + the consistency wrapper.
 
 Usage:
 

@@ -1,4 +1,4 @@
-"""Why DPS is weak in the SVI benchmark (issue 4): bug, prior, or algorithm?
+"""Why DPS is weak in the SVI benchmark: bug, prior, or algorithm?
 
 Usage:
 

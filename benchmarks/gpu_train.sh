@@ -6,7 +6,7 @@
 #   phase 2: LGC-VD both models again (short-run EMA), BIMNet (medium) with the GPU correlation.
 #   phase 3: PVDNet (medium) with the frozen BIMNet of phase 2 (BIMNET=folder), STEPS steps.
 #   phase 4: continue the shipped pvdnet-medium on its own BIMNet flow (fine-tuning, resumable:
-#            run it again to continue), STEPS steps; the next step towards issue 6's +3 dB.
+#            run it again to continue), STEPS steps; the next step towards a +3 dB gain over the blurry input.
 # Every run is an ordinary `vidrestore train ...` command; only --device/--workers differ from
 # a CPU run. Data are rendered on the CPU (workers), networks run on the GPU.
 set -u

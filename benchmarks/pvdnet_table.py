@@ -1,9 +1,9 @@
-"""PVDNet benchmark (issue 6): held-out synthetic blur and frame-averaged real video.
+"""PVDNet benchmark: held-out synthetic blur and frame-averaged real video.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/pvdnet_table.py --photos /work/prior_data/photos \\
-        --photos /work/prior_data/skimage [--weights FOLDER] [--out benchmarks/results]
+    PYTHONPATH=src python benchmarks/pvdnet_table.py --photos $DATA/photos \\
+        --photos $DATA/skimage [--weights FOLDER] [--out benchmarks/results]
 
 Sets:
 
@@ -197,7 +197,7 @@ def main():
         wr.writerows(rows)
     cfg = getattr(net, "pretrained_config", {})
     lines = [
-        "# PVDNet benchmark (issue 6)",
+        "# PVDNet benchmark",
         "",
         f"Weights: `{args.weights or 'src/vidrestore/weights/' + DEFAULT_PVDNET.name}` (trained steps {cfg.get('trained_steps')}, "
         f"training flow `{cfg.get('flow_source', cfg.get('flow'))}`).",

@@ -1,15 +1,15 @@
-"""Diagnosis: blurry-input vs PVDNet MSE on training-split synthetic clips (issue 6).
+"""Diagnosis: blurry-input vs PVDNet MSE on training-split synthetic clips.
 
 Usage: PYTHONPATH=src python benchmarks/pvdnet_train_diag.py WEIGHT_FOLDER
 PVDNet: Son et al., ACM TOG 40(5), 2021."""
-import sys, numpy as np, torch
+import os, sys, numpy as np, torch
 from vidrestore.data.blur_synth import BlurSynthConfig, SyntheticBlurClips
 from vidrestore.workflows.deblur import load_pvdnet
 from vidrestore.train.pvdnet import pvdnet_clip_steps, _training_flows
 torch.set_num_threads(1); torch.manual_seed(0)
 net = load_pvdnet(sys.argv[1]); net.eval()
 for name, cfg in (("constant drift", BlurSynthConfig(stop_go_prob=0.0)), ("defaults (stop-and-go 0.5)", BlurSynthConfig())):
-    ds = SyntheticBlurClips.from_folders(["/work/prior_data/photos", "/work/prior_data/skimage"], split="train", size=96, num_frames=6, seed=99, config=cfg)
+    ds = SyntheticBlurClips.from_folders([os.path.join(os.environ["DATA"], "photos"), os.path.join(os.environ["DATA"], "skimage")], split="train", size=96, num_frames=6, seed=99, config=cfg)
     mb, mm, mz = [], [], []
     for k in range(12):
         c = ds.clip(k); b, s = c["blurry"][None], c["sharp"][None]

@@ -1,4 +1,4 @@
-"""Ray scaling benchmark (issue 8): one long clip restored locally and on 1 and 2 Ray actors.
+"""Ray scaling benchmark: one long clip restored locally and on 1 and 2 Ray actors.
 
 Usage:
 

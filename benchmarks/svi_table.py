@@ -1,4 +1,4 @@
-"""SVI benchmark (issue 4): the structure of Tables 1-3 of Kwon & Ye (ICLR 2025) on bundled clips.
+"""SVI benchmark: the structure of Tables 1-3 of Kwon & Ye (ICLR 2025) on bundled clips.
 
 Usage (the full default run is sized for the lead's machine; check the time first):
 

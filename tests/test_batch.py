@@ -3,7 +3,6 @@
 The Ray backend runs the same code paths; tests/test_ray.py checks it on a local Ray instance.
 """
 
-import json
 import os
 
 import pytest
@@ -16,7 +15,9 @@ from vidrestore.ops import measure, parse
 from vidrestore.solvers import WindowedProblem, solve_cg, solve_in_windows
 from vidrestore.workflows import degrade_file, restore_file, restore_video
 from vidrestore.workflows.batch import MANIFEST, read_manifest, restore_batch
-from vidrestore.workflows.scale import FAULT_ENV, JobFailed
+from vidrestore.workflows.scale import JobFailed
+
+from faults import clear_faults, inject_fault
 
 OP = "tblur:uniform:3:circular,sr:2"
 
@@ -112,7 +113,7 @@ def test_batch_failing_items_reported_others_finish(tmp_path, monkeypatch):
     in_dir = make_inputs(tmp_path)
     (in_dir / "broken.npz").write_bytes(b"not a zip file")  # unreadable input
     # And a window that always fails for v1 (test hook; retried 0 times locally).
-    monkeypatch.setenv(FAULT_ENV, json.dumps({"item": "v1", "window": 1, "mode": "raise"}))
+    inject_fault(monkeypatch, item="v1", window=1, mode="raise")
     r = restore_batch(in_dir, tmp_path / "out", method="cg", options={"iters": 5, "window": 6, "overlap": 2}, ext=".npz", quiet=True)
     assert r["done"] == ["v0.npz", "v2.npz"]
     assert set(r["failed"]) == {"broken.npz", "v1.npz"}
@@ -121,7 +122,7 @@ def test_batch_failing_items_reported_others_finish(tmp_path, monkeypatch):
     assert m["items"]["v1.npz"]["status"] == "failed" and "injected" in m["items"]["v1.npz"]["error"]
     assert not (tmp_path / "out" / "v1.npz").exists() and not (tmp_path / "out" / "broken.npz").exists()
     # Re-run without the fault: only the failed ones are retried.
-    monkeypatch.delenv(FAULT_ENV)
+    clear_faults(monkeypatch)
     (in_dir / "broken.npz").unlink()
     r = restore_batch(in_dir, tmp_path / "out", method="cg", options={"iters": 5, "window": 6, "overlap": 2}, ext=".npz", quiet=True)
     assert r["done"] == ["v1.npz"] and r["skipped"] == ["v0.npz", "v2.npz"]
@@ -129,7 +130,7 @@ def test_batch_failing_items_reported_others_finish(tmp_path, monkeypatch):
 
 def test_failing_window_fails_restore_cleanly(tmp_path, monkeypatch):
     in_dir = make_inputs(tmp_path, n=1)
-    monkeypatch.setenv(FAULT_ENV, json.dumps({"window": 0, "mode": "raise"}))
+    inject_fault(monkeypatch, window=0, mode="raise")
     with pytest.raises(JobFailed, match=r"window 1/\d+ \(frames 0-\d+\) of .*injected fault"):
         restore_file(in_dir / "v0.npz", tmp_path / "out.npz", method="cg", options={"iters": 3, "window": 6, "overlap": 2}, quiet=True)
     assert not (tmp_path / "out.npz").exists()
@@ -158,3 +159,22 @@ def test_cli_help_lists_backend_options():
         assert res.exit_code == 0
         for flag in ("--backend", "--address", "--workers", "--threads", "--retries"):
             assert flag in res.output
+
+
+def test_method_options_are_typed_with_one_source_of_defaults():
+    from vidrestore.errors import UserError
+    from vidrestore.workflows.methods import METHOD_OPTIONS, NOISY_DIFFUSION, CGOptions, SVIOptions, make_options
+
+    assert SVIOptions.for_noise(0.05).t_start == NOISY_DIFFUSION["t_start"] == 100
+    assert SVIOptions.for_noise(0.0).t_start == 500 and SVIOptions(t_start=300).resolve(0.05).t_start == 300
+    assert (SVIOptions().eta, SVIOptions().cg_steps, SVIOptions().steps) == (0.8, 20, 20)
+    assert make_options("svi", {"steps": 3}) == SVIOptions(steps=3) and "cg_steps" in METHOD_OPTIONS["svi"]
+    with pytest.raises(UserError, match="method cg does not take --cg-steps"):
+        make_options("cg", {"cg_steps": 3})
+    with pytest.raises(UserError, match="takes CGOptions"):
+        make_options("cg", SVIOptions())
+    op = parse(OP, num_frames=8)
+    y = measure(op, _clip(1, 8), 0.0, torch.Generator().manual_seed(1))
+    a = restore_video(y, op, method="cg", options={"iters": 4}, quiet=True)
+    b = restore_video(y, op, method="cg", options=CGOptions(iters=4), quiet=True)
+    assert torch.equal(a, b)

@@ -79,3 +79,98 @@ def test_detector_catches_violation(tmp_path):
     p = SRC / "ops" / "base.py"
     found = set(_imports(p))
     assert "errors" in found and "linalg" in found
+
+
+# --------------------------------------------------------------------------- module cycles
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in FILES}
+
+
+def _resolve(name: str) -> str | None:
+    """The longest prefix of ``name`` that is a module of the package (``None``: external)."""
+    parts = name.split(".")
+    while parts and ".".join(parts) not in MODULES:
+        parts.pop()
+    return ".".join(parts) or None
+
+
+def _module_imports(mod: str, path: Path) -> set[str]:
+    """Modules of vidrestore that ``mod`` imports anywhere in its file (function-level imports
+    included); imports of its own parent packages are left out (Python has imported those
+    before ``mod`` runs)."""
+    pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(pkg[: len(pkg) - (node.level - 1)] + (node.module.split(".") if node.module else []))
+            elif node.module and node.module.split(".")[0] == "vidrestore":
+                base = node.module
+            else:
+                continue
+            for a in node.names:  # "from .pkg import submodule" imports the submodule
+                out.add(_resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in MODULES else _resolve(base))
+        elif isinstance(node, ast.Import):
+            out.update(_resolve(a.name) for a in node.names if a.name.split(".")[0] == "vidrestore")
+    return {t for t in out if t and t != mod and not mod.startswith(t + ".")}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    """No two modules of vidrestore import each other, directly or through others, even with
+    imports inside functions (a lazy import hides a cycle from Python, not from readers)."""
+    graph = {m: _module_imports(m, p) for m, p in MODULES.items()}
+    assert _cycles(graph) == []
+
+
+def test_cycle_detector_catches_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert "vidrestore.workflows.methods" in _module_imports("vidrestore.workflows.worker", MODULES["vidrestore.workflows.worker"])

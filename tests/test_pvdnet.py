@@ -585,6 +585,33 @@ def test_cli_restore_pvdnet_and_eval_align(tmp_path):
     assert code == 2 and not (tmp_path / "o2.npz").exists()
 
 
+def test_pvdnet_through_the_method_table_batch_and_flag_errors(tmp_path):
+    from vidrestore.checkpoint import save_pretrained
+    from vidrestore.io import read_video, write_video
+
+    torch.manual_seed(0)
+    net = PVDNetDeblur("small", TINY_PVD)
+    save_pretrained(net, tmp_path / "w", card={"flow": "zero"})
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    clips = _tiny_clips(4, size=64, n=2)["blurry"]
+    for i in range(2):
+        write_video(in_dir / f"b{i}.npz", clips[i : i + 1], 24.0)
+    w = ["--weights", str(tmp_path / "w")]
+    code, out = _cli("batch", str(in_dir), str(tmp_path / "out"), "-m", "pvdnet", *w, "--ext", ".npz", "-q")
+    assert code == 0, out
+    assert "2 restored" in out
+    code, out = _cli("restore", str(in_dir / "b1.npz"), "-o", str(tmp_path / "one.npz"), "-m", "pvdnet", *w, "-q")
+    assert code == 0, out
+    assert torch.equal(read_video(tmp_path / "one.npz")[0], read_video(tmp_path / "out" / "b1.npz")[0])
+    for flags, flag in ((["--steps", "3"], "--steps"), (["--op", "id"], "--op"), (["--sigma-y", "0.1"], "--sigma-y"), (["--backend", "ray", "--window", "4"], "--window")):
+        code, out = _cli("restore", str(in_dir / "b0.npz"), "-o", str(tmp_path / "x.npz"), "-m", "pvdnet", *w, *flags, "-q")
+        assert code == 2 and flag in out and len(out.strip().splitlines()) == 1, out
+        assert not (tmp_path / "x.npz").exists()
+    code, out = _cli("batch", str(in_dir), str(tmp_path / "out2"), "-m", "pvdnet", *w, "--op", "id", "-q")
+    assert code == 2 and "--op" in out
+
+
 @pytest.mark.parametrize("layout,dirs", [("dvd", ("test_DVD", "input", "GT")), ("nah", ("test_nah", "blur_gamma", "sharp"))])
 def test_deblur_dataset_layouts(tmp_path, layout, dirs):
     from PIL import Image

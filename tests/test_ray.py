@@ -4,7 +4,6 @@ retried, a permanently failing window fails the job without output, batch resume
 Ray is in the ``dev`` extra, so CI runs these; the importorskip only guards installs without it.
 """
 
-import json
 
 import pytest
 import torch
@@ -17,8 +16,9 @@ from vidrestore.io import read_video  # noqa: E402
 from vidrestore.workflows import restore_file  # noqa: E402
 from vidrestore.workflows.batch import read_manifest, restore_batch  # noqa: E402
 from vidrestore.workflows.distributed import RayConfig  # noqa: E402
-from vidrestore.workflows.scale import FAULT_ENV, JobFailed  # noqa: E402
+from vidrestore.workflows.scale import JobFailed  # noqa: E402
 
+from faults import clear_faults, inject_fault  # noqa: E402
 from test_batch import make_inputs  # noqa: E402
 
 SVI = ["-m", "svi", "--steps", "2", "--cg-steps", "3", "--window", "6", "--overlap", "2", "--threads", "1", "-q"]
@@ -51,17 +51,17 @@ def test_cli_restore_ray_equals_local(inputs, tmp_path):
 
 def test_dead_worker_is_replaced_and_window_retried(inputs, tmp_path, monkeypatch):
     marker = tmp_path / "died-once"
-    monkeypatch.setenv(FAULT_ENV, json.dumps({"window": 1, "mode": "exit", "once": str(marker)}))
+    inject_fault(monkeypatch, window=1, mode="exit", once=str(marker))
     opts = {"iters": 6, "window": 6, "overlap": 2}
     restore_file(inputs / "v1.npz", tmp_path / "ray.npz", method="cg", options=opts, quiet=True, threads=1, backend="ray", ray=RayConfig(workers=2, max_retries=1))
     assert marker.exists()  # the worker did die once (os._exit in the actor)
-    monkeypatch.delenv(FAULT_ENV)
+    clear_faults(monkeypatch)
     restore_file(inputs / "v1.npz", tmp_path / "local.npz", method="cg", options=opts, quiet=True, threads=1)
     assert torch.equal(read_video(tmp_path / "ray.npz")[0], read_video(tmp_path / "local.npz")[0])
 
 
 def test_permanently_failing_window_fails_job_without_output(inputs, tmp_path, monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, json.dumps({"window": 1, "mode": "exit"}))
+    inject_fault(monkeypatch, window=1, mode="exit")
     out = tmp_path / "never.npz"
     with pytest.raises(JobFailed, match=r"window 2/\d+ \(frames \d+-\d+\) of video failed after 2 attempts: WorkerDied"):
         restore_file(inputs / "v2.npz", out, method="cg", options={"iters": 4, "window": 6, "overlap": 2}, quiet=True, backend="ray", ray=RayConfig(workers=2, max_retries=1))
@@ -85,13 +85,13 @@ def test_ray_batch_resume_and_failing_item(inputs, tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", first]  # nothing partial
     # Resume with one item failing on its workers every time: the other one still finishes.
     bad = next(n for n in ["v0.npz", "v1.npz", "v2.npz"] if n != first)
-    monkeypatch.setenv(FAULT_ENV, json.dumps({"item": bad, "mode": "raise"}))
+    inject_fault(monkeypatch, item=bad, mode="raise")
     r = restore_batch(inputs, out, **kw)
     assert r["skipped"] == [first] and list(r["failed"]) == [bad] and len(r["done"]) == 1
     assert "after 2 attempts: RuntimeError: injected fault" in r["failed"][bad]
     assert read_manifest(out)["items"][bad]["status"] == "failed"
     # Outputs equal the local backend's.
-    monkeypatch.delenv(FAULT_ENV)
+    clear_faults(monkeypatch)
     good = r["done"][0]
     restore_file(inputs / good, tmp_path / "local.npz", method="cg", options=kw["options"], quiet=True, threads=1)
     assert torch.equal(read_video(out / good)[0], read_video(tmp_path / "local.npz")[0])

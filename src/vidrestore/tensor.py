@@ -57,3 +57,16 @@ def check_video(x: torch.Tensor, name: str = "video", *, allow_nonfinite: bool =
     if not allow_nonfinite and not bool(torch.isfinite(x).all()):
         raise UserError(f"{name} contains NaN or infinite values")
     return x
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu`` | ``cuda`` | ``cuda:N`` (``None``: cpu); UserError for an unknown device or
+    when CUDA is not available."""
+    name = device or "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but CUDA is not available on this machine")
+    return dev

@@ -201,7 +201,7 @@ def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, ste
 @cli.command()
 @click.argument("in_dir")
 @click.argument("out_dir")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps.")
+@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos, bm3d, bm4d.")
 @click.option("--ext", default=".mp4", help="Output format of every video (.mp4, .mkv, .npz, ...).")
 @click.option("--op", default=None, help="Operator spec for every input (default: each input's sidecar).")
 @click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std (default: from the sidecars, else 0).")
@@ -216,16 +216,19 @@ def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, ste
 @click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
+@click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium).")
+@click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--allow-truncated", is_flag=True, help="Accept video inputs shorter than their container declares (warning).")
 @_backend_options
-def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap, "precision": precision}.items() if v is not None}
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
+                                 "weights": weights, "flow": flow, "precision": precision}.items() if v is not None}
     r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
     click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
     for name, msg in r["failed"].items():
@@ -396,14 +399,9 @@ _TRAIN_MAX_MINUTES = click.option("--max-minutes", type=click.FloatRange(min=0, 
 
 def _check_device(device: str) -> None:
     """A one-line error for an unknown or unavailable training device (no video I/O imported)."""
-    import torch
+    from ..tensor import resolve_device
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but CUDA is not available on this machine")
+    resolve_device(device)
 
 
 @cli.group()

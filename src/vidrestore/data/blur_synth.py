@@ -50,7 +50,7 @@ class BlurSynthConfig:
     give a held-out blurry-input PSNR of 29.47 dB (aligned luma protocol,
     ``benchmarks/pvdnet_table.py`` set: 12 clips x 8 frames, 128x160, seed 1234; range
     21.9-37.3 dB per clip), inside the 28-30 dB range reported for the blurry inputs of the
-    DVD (Su et al. 2017) and GoPro (Nah et al. 2017) test sets (the range quoted by issue 6;
+    DVD (Su et al. 2017) and GoPro (Nah et al. 2017) test sets (the range quoted in the PVDNet paper's setting;
     not re-checked against the papers here). GoPro averages 7-13
     consecutive 240 fps frames in disjoint windows, i.e. an exposure close to the whole
     frame interval, hence ``exposure = (0.75, 1.0)``. The first version (drift up to

@@ -467,37 +467,8 @@ def solve_dps(
     residual); it is accepted for a uniform solver signature. NFE = ``steps`` (each with a
     backward pass through the network).
 
-    **Why DPS is weak in the SVI benchmark** (issue 4; ``benchmarks/dps_diagnosis.py``,
-    ``benchmarks/results/dps_diagnosis.md``). The implementation follows Algorithm 1: with the
-    exact Gaussian prior on noiseless 50 % inpainting it samples the closed-form posterior
-    (1000 steps, ``zeta = 0.3``: rms error 0.0039 on observed pixels; missing pixels have
-    std 0.1485 around the prior mean for a prior std of 0.15; with 50 steps the observed
-    pixels are still off by 0.165 rms). The low PSNR on the temporal tasks has two causes,
-    neither a coding error:
-
-    * *Conditioning, independent of the prior.* The temporal averages are invertible but
-      ill-conditioned on 16 frames (``eig(A^T A)`` down to 8.1e-4 for 7 frames, 3.3e-4 for
-      13). DPS takes one normalised gradient step per diffusion step and adds fresh,
-      frame-independent noise every step, so the weak temporal modes never converge: with
-      the *exact* Gaussian prior on a 16x8x8 clip, 1000-step DPS reaches 21.8 dB on
-      ``tblur:uniform:7:circular`` (24.9 dB on a static clip) where 20-step SVI reaches
-      68.9 dB (the posterior is the truth). Sharing the noise across frames
-      (``shared_noise=True``, a diagnostic, not the paper's DPS) lifts the static clip to 40.7 dB.
-    * *The bundled prior's Jacobian at high noise.* Through ``x0 = (x_t - sqrt(1 - abar)
-      eps) / sqrt(abar)`` the network's errors in ``d eps / d x_t`` are amplified by
-      ``1 / sqrt(abar)`` (157 at ``t = 999``): on a 64x64 frame (``||x|| = 60.9``, so
-      predicting 0 would miss by 60.9) ``||x0 - x||`` is 842 at ``t = 999`` (x0 values in
-      [-57, 97]) and ``||J^T v||`` for a unit ``v`` is 12, where an exact denoiser has
-      ``J = Cov[x0 | x_t] sqrt(abar) / (1 - abar)`` with the factor 0.0064; so the first DPS
-      steps are large and erratic. A single-frame spatial task recovers anyway: on one
-      64x64 frame of ``bikes``, DPS on ``sr:4`` gives 18.0 / 27.1 / 27.2 dB at 50 / 200 / 1000
-      steps (20-step SVI: 26.8 dB).
-
-    On the 16-frame benchmark clips the two combine: 200-step DPS gives 12.25 dB on ``avg7``,
-    8.72 dB on ``avg13`` and 10.83 dB on ``avg7 + sr:4`` (``benchmarks/results/svi_table_dps*.md``),
-    below the exact-prior figures above. Fewer steps hurt (50 steps: 18.0 dB on the single-frame
-    ``sr:4``). Clipping ``x0`` (``clip_x0``, the official code's ``clip_denoised``) is not a
-    remedy here: 16.0 vs 27.1 dB at 200 steps on the single-frame ``sr:4``.
+    Why DPS is weak on the temporal tasks of the SVI benchmark (conditioning, not a coding
+    error) is measured in docs/dps_diagnosis.md.
 
     Args:
         denoiser: Denoiser protocol object; must be differentiable in ``x_t``.

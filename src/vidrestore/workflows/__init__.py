@@ -1,6 +1,27 @@
-"""End-to-end jobs (L4): what each CLI subcommand calls. Every function here reads inputs,
-builds library objects, runs one algorithm and writes outputs atomically."""
+"""End-to-end jobs: what each CLI subcommand calls. Every function here reads inputs,
+builds library objects, runs one algorithm and writes outputs atomically.
 
-from .jobs import METHODS, degrade_file, evaluate_files, restore_file, restore_video
+The methods and their options: :mod:`.methods`; local and Ray execution of temporal windows:
+:mod:`.worker`, :mod:`.distributed`, :mod:`.scale`; file jobs: :mod:`.jobs`.
+"""
 
-__all__ = ["METHODS", "degrade_file", "evaluate_files", "restore_file", "restore_video"]
+from .jobs import degrade_file, evaluate_files, restore_file
+from .methods import (
+    METHODS,
+    ADMMTVOptions,
+    BaselineOptions,
+    CGOptions,
+    DenoiserOptions,
+    DiffIR2VROptions,
+    DPSOptions,
+    Options,
+    PVDNetOptions,
+    SVIOptions,
+    make_options,
+)
+from .scale import restore_video
+
+__all__ = [
+    "METHODS", "degrade_file", "evaluate_files", "restore_file", "restore_video", "make_options", "Options", "CGOptions", "ADMMTVOptions",
+    "BaselineOptions", "DenoiserOptions", "SVIOptions", "DPSOptions", "DiffIR2VROptions", "PVDNetOptions",
+]

@@ -32,7 +32,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import UserError
 from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, check_output, sidecar_path, write_video
-from .jobs import load_measurement
+from .jobs import check_blind_flags, load_input
+from .methods import make_options
 from .progress import progress
 from .scale import make_spec, open_pool, plan_job, run_videos
 
@@ -145,10 +146,9 @@ def restore_batch(
         stems[p.stem] = p.name
     for p in inputs:
         check_output(out_dir / (p.stem + ext), [p])
-    if seed is not None:
-        options = {**(options or {}), "seed": int(seed)}
-    spec = make_spec(method, options, device=device, threads=threads, backend=backend)
-    config = {"method": method, "options": spec.options, "op": op, "sigma_y": sigma_y, "op_seed": op_seed, "ext": ext}
+    spec = make_spec(method, make_options(method, options, **({} if seed is None else {"seed": int(seed)})), device=device, threads=threads, backend=backend)
+    check_blind_flags(method, op=op, sigma_y=sigma_y, op_seed=op_seed)
+    config = {"method": method, "options": spec.options.to_dict(), "op": op, "sigma_y": sigma_y, "op_seed": op_seed, "ext": ext}
     fp = _fingerprint(config)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def restore_batch(
     def loader(p: Path):
         def load():
             started[p.name] = time.perf_counter()
-            y, operator, s_y, rate = load_measurement(p, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
+            y, operator, s_y, rate = load_input(p, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
             fps[p.name] = rate
             return plan_job(p.name, y, operator, s_y, spec)
 

@@ -44,7 +44,9 @@ from ..metrics import compute_ref_flows, video_metrics, warp_error
 from ..ops import Identity, count_applications, measure, parse
 from ..ops.base import Composition
 from ..ops.resize import Downsample
-from .jobs import CLASSICAL_METHODS, METHOD_OPTIONS, METHODS, parse_size, restore_video
+from .jobs import parse_size
+from .methods import CLASSICAL_METHODS, METHOD_OPTIONS, METHODS
+from .scale import restore_video
 
 __all__ = ["BenchClip", "BenchTask", "BenchMethod", "Protocol", "load_protocol", "parse_protocol", "run_bench", "summarize", "write_report", "RUN_COLUMNS"]
 

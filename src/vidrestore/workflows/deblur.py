@@ -1,5 +1,6 @@
-"""Blind video deblurring with PVDNet (Son et al., ACM TOG 2021): load weights, run the
-recurrence frame by frame, write the result.
+"""Blind video deblurring with PVDNet (Son et al., ACM TOG 2021): load weights and run the
+recurrence frame by frame (``vidrestore restore -m pvdnet`` reaches it through
+:data:`~vidrestore.workflows.methods.METHODS`).
 
 Two trained models ship in ``vidrestore/weights``: ``pvdnet-medium`` (the default, with a
 trained BIMNet) and ``pvdnet-small`` (faster, DIS flow); :func:`load_pvdnet` takes a folder or
@@ -10,7 +11,6 @@ network's own LiteFlowNet, as in the paper), ``"dis"`` (OpenCV DIS on the blurry
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -18,12 +18,11 @@ import torch
 
 from ..checkpoint import from_pretrained
 from ..errors import UserError
-from ..io import read_video, write_video
 from ..nets import PVDNetDeblur
 from ..nets.pvdnet import deblur_frames
 from .progress import progress
 
-__all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet", "deblur_file"]
+__all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet"]
 
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: Bundled PVDNet weight folders, selectable by name (``--weights pvdnet-small``).
@@ -94,29 +93,3 @@ def deblur_video_pvdnet(
             if callback is not None:
                 callback()
     return torch.stack(outs, 2)
-
-
-def deblur_file(
-    src: str | Path,
-    out: str | Path,
-    *,
-    weights: str | Path | None = None,
-    flow: str | None = None,
-    device: str | None = None,
-    quiet: bool = False,
-) -> dict:
-    """Read a blurry video, deblur it with PVDNet and write it (atomically).
-
-    Returns a summary dict (method, weights, flow, seconds, output path, shape).
-    """
-    from .jobs import resolve_device
-
-    dev = resolve_device(device)
-    net = load_pvdnet(weights, dev)
-    name, _, _ = pvdnet_flow_fn(net, flow)
-    video, fps = read_video(src)
-    t0 = time.perf_counter()
-    x = deblur_video_pvdnet(video, net, flow=name, quiet=quiet)
-    seconds = time.perf_counter() - t0
-    write_video(out, x, fps)
-    return {"method": "pvdnet", "op": f"blind (flow {name})", "weights": str(resolve_pvdnet_weights(weights)), "flow": name, "sigma_y": 0.0, "seconds": seconds, "output": str(out), "shape": list(x.shape)}

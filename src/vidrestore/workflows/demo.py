@@ -14,7 +14,9 @@ from ..errors import UserError
 from ..io import atomic_path, atomic_write_text, read_video, write_sidecar, write_video
 from ..metrics import compute_ref_flows, format_table, video_metrics
 from ..ops import measure, parse
-from .jobs import _jsonable, restore_video
+from .jobs import _jsonable
+from .methods import METHODS
+from .scale import restore_video
 
 DEMO_OP = "tblur:uniform:7:circular,sr:4"
 # Half resolution of bikes.mp4 (272x640 -> 136x320): SVI with the bundled prior then finishes
@@ -97,11 +99,10 @@ def run_demo(
     (best method), ``comparison.png`` (ground truth | degraded | restored), ``psnr_per_frame.png``
     and ``metrics.json``. ``precision`` (``fp32``, ``bf16``, ``fp16``) is the dtype of the
     diffusion prior's weights. Returns the metrics dictionary."""
-    from .jobs import METHODS
-
-    unknown = [m for m in methods if m not in METHODS]
+    known = [name for name, m in METHODS.items() if not m.blind]
+    unknown = [m for m in methods if m not in known]
     if not methods or unknown:
-        raise UserError(f"demo: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+        raise UserError(f"demo: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     src = sample_path(clip)

@@ -1,6 +1,6 @@
 """Ray backend: temporal windows solved by a pool of Ray actors (``pip install vidrestore[ray]``).
 
-Each actor is a :class:`~vidrestore.workflows.scale.WindowWorker`: it loads the method's
+Each actor is a :class:`~vidrestore.workflows.worker.WindowWorker`: it loads the method's
 state (the diffusion prior) once, on its first window, and then solves windows of any video
 it is sent. The driver plans the windows, ships each video's problem to the object store
 once (``ray.put``; an actor fetches it on the first window it gets of that video), hands one
@@ -17,7 +17,7 @@ already initialised is reused) and shut down afterwards.
 Faults: an actor that dies (process crash, node loss) is replaced by a fresh one and its
 window is sent again; a window that raised is sent again too, except for a
 :class:`~vidrestore.errors.UserError`. After ``max_retries`` retries the window, hence its
-video, fails with a message naming the window (:class:`~vidrestore.workflows.scale.JobFailed`).
+video, fails with a message naming the window (:class:`~vidrestore.workflows.worker.JobFailed`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import UserError
-from .scale import VideoJob, WindowWorker, WorkerSpec
+from .worker import VideoJob, WindowWorker, WorkerSpec
 
 __all__ = ["RayConfig", "RayPool", "WorkerDied"]
 
@@ -76,8 +76,8 @@ def import_ray():
 class _RayWorker:
     """Actor body: a :class:`WindowWorker` plus a small cache of fetched video problems."""
 
-    def __init__(self, spec: WorkerSpec):
-        self.worker = WindowWorker(spec, remote=True)
+    def __init__(self, spec: WorkerSpec, worker_class: type = WindowWorker):
+        self.worker = worker_class(spec, remote=True)
         self.jobs: OrderedDict[str, VideoJob] = OrderedDict()
 
     def run(self, uid: str, box: list, k: int):
@@ -108,6 +108,8 @@ class RayPool:
         config: :class:`RayConfig`.
         limit: Upper bound on the number of actors (e.g. the number of windows of one video).
     """
+
+    worker_class = WindowWorker
 
     def __init__(self, spec: WorkerSpec, config: RayConfig | None = None, *, limit: int | None = None):
         self.config = config or RayConfig()
@@ -178,7 +180,7 @@ class RayPool:
         return max(1, int(n))
 
     def _new_actor(self):
-        return self._cls.remote(self.spec)
+        return self._cls.remote(self.spec, self.worker_class)
 
     @property
     def max_videos(self) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..io import atomic_path
 from ..priors import load_prior, sample_prior_grid
-from .jobs import resolve_device
+from .methods import resolve_device
 
 
 def sample_prior_to_png(prior: str, out: str | Path, *, n: int = 8, size: int = 64, steps: int = 50, eta: float = 0.0, seed: int = 0, device: str | None = None, preset: str | None = None) -> Path:

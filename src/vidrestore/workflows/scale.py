@@ -24,163 +24,18 @@ flight, retries a window whose worker died or raised (``max_retries`` times, nev
 
 from __future__ import annotations
 
-import inspect
-import json
-import os
 from collections import deque
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
 from ..errors import UserError
 from ..ops.base import LinearOperator
-from ..solvers.windows import WindowedProblem
-from .jobs import METHODS, prior_dtype, resolve_device
+from .distributed import RayConfig, RayPool
 from .progress import progress
+from .worker import JobFailed, VideoJob, WindowWorker, WorkerSpec, make_spec, plan_job
 
-#: Environment variable of the fault-injection test hook (JSON, see :meth:`WindowWorker._fault`).
-FAULT_ENV = "VIDRESTORE_TEST_FAULT"
-
-
-class JobFailed(UserError):
-    """A restoration job failed (a window failed on every attempt); the message says which
-    window and why. Subclasses :class:`UserError` so the CLI prints one line, exit code 2."""
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs to solve windows (picklable, shipped to remote workers).
-
-    Attributes:
-        method: Key of :data:`~vidrestore.workflows.jobs.METHODS`.
-        options: Method options merged with the method's defaults.
-        device: ``cpu`` | ``cuda`` | ``cuda:N`` (a Ray actor sees only its own GPU as ``cuda``).
-        threads: torch CPU threads while solving a window (``None``: leave as is).
-        fault: Test hook: a JSON string (see :meth:`WindowWorker._fault`), normally ``None``.
-    """
-
-    method: str
-    options: dict = field(default_factory=dict)
-    device: str = "cpu"
-    threads: int | None = None
-    fault: str | None = None
-
-
-def make_spec(method: str, options: dict | None = None, *, device: str | None = None, threads: int | None = None, backend: str = "local") -> WorkerSpec:
-    """Validate ``method``, merge its defaults into ``options`` and build a :class:`WorkerSpec`."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if threads is not None and int(threads) < 1:
-        raise UserError(f"threads must be >= 1, got {threads}")
-    if backend not in ("local", "ray"):
-        raise UserError(f"unknown backend {backend!r}; use local or ray")
-    if backend == "local":  # remote workers may have GPUs that this machine lacks
-        resolve_device(device)
-    o = {**METHODS[method].defaults, **(options or {})}
-    if "precision" in o:
-        prior_dtype(o["precision"])
-    return WorkerSpec(method, o, device or "cpu", None if threads is None else int(threads), os.environ.get(FAULT_ENV) or None)
-
-
-@dataclass
-class VideoJob:
-    """One video to restore: its windowed problem and noise level; ``key`` names it in messages."""
-
-    key: str
-    problem: WindowedProblem
-    sigma_y: float
-
-
-def plan_job(key: str, y: torch.Tensor, op: LinearOperator, sigma_y: float, spec: WorkerSpec) -> VideoJob:
-    """Plan ``y`` into the method's temporal windows (``window``/``overlap``/``context`` options)."""
-    m = METHODS[spec.method]
-    window = spec.options.get("window", m.window)
-    problem = WindowedProblem(op, y.cpu(), window=window, overlap=int(spec.options.get("overlap", 4)), context=int(spec.options.get("context", 0)))
-    return VideoJob(key, problem, float(sigma_y))
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-@contextmanager
-def _threads(n: int | None):
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class WindowWorker:
-    """Solves windows with one method; the method's ``setup`` (the prior) runs once, lazily.
-
-    The same class runs in-process (local backend) and inside Ray actors (remote backend).
-    """
-
-    def __init__(self, spec: WorkerSpec, *, remote: bool = False):
-        self.spec = spec
-        self.method = METHODS[spec.method]
-        self.device = resolve_device(spec.device)
-        self.remote = remote
-        self._state: Any = None
-        self._ready = False
-
-    def state(self) -> Any:
-        if not self._ready:
-            with _threads(self.spec.threads):
-                self._state = self.method.setup(self.spec.options, self.device) if self.method.setup else None
-            self._ready = True
-        return self._state
-
-    def run(self, job: VideoJob, k: int, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-        """Solve window ``k`` of ``job``; returns its core frames ``(B, C, T_core, H, W)`` on the CPU."""
-        self._fault(job.key, k)
-        m, o, dev = self.method, self.spec.options, self.device
-        state = self.state()
-        cb = callback or (lambda info=None: None)
-        extra_state = {"state": state} if _accepts(m.run, "state") else {}
-        pass_ids = _accepts(m.run, "frame_ids")
-
-        def solve(op_w, y_w, frame_ids=None):
-            extra = dict(extra_state, frame_ids=frame_ids) if pass_ids else extra_state
-            return m.run(op_w.to(dev), y_w.to(dev), job.sigma_y, o, cb, **extra)
-
-        with torch.no_grad(), _threads(self.spec.threads):
-            core = job.problem.solve_window(solve, k)
-        return core.float().cpu()
-
-    def _fault(self, key: str, k: int) -> None:
-        """Test hook (``VIDRESTORE_TEST_FAULT``, JSON): ``{"window": K, "item": SUBSTRING,
-        "mode": "raise" | "exit", "once": MARKER_PATH}``. Matching windows (all when
-        ``window``/``item`` are absent) raise a RuntimeError (``raise``) or end the worker
-        process with ``os._exit(3)`` (``exit``; remote workers only, a local one raises);
-        with ``once`` only the first match fires (it creates the marker file)."""
-        if not self.spec.fault:
-            return
-        f = json.loads(self.spec.fault)
-        if "window" in f and int(f["window"]) != k:
-            return
-        if "item" in f and str(f["item"]) not in key:
-            return
-        if f.get("once"):
-            try:
-                os.close(os.open(f["once"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                return
-        if f.get("mode") == "exit" and self.remote:
-            os._exit(3)
-        raise RuntimeError(f"injected fault in window {k} of {key}")
+__all__ = ["JobFailed", "WorkerSpec", "make_spec", "VideoJob", "plan_job", "WindowWorker", "LocalPool", "run_videos", "open_pool", "restore_video"]
 
 
 # ------------------------------------------------------------------------------- pools
@@ -191,9 +46,10 @@ class LocalPool:
 
     max_retries = 0  # a deterministic in-process failure would fail again
     max_videos = 1
+    worker_class = WindowWorker
 
     def __init__(self, spec: WorkerSpec, *, step_callback: Callable[[dict], None] | None = None):
-        self.worker = WindowWorker(spec)
+        self.worker = self.worker_class(spec)
         self.step_callback = step_callback
         self._pending: deque = deque()
 
@@ -322,19 +178,17 @@ def open_pool(spec: WorkerSpec, backend: str, ray: Any = None, *, step_callback=
     if backend == "local":
         return LocalPool(spec, step_callback=step_callback)
     if backend == "ray":
-        from .distributed import RayConfig, RayPool
-
         return RayPool(spec, ray if ray is not None else RayConfig(), limit=limit)
     raise UserError(f"unknown backend {backend!r}; use local or ray")
 
 
-def restore_windows(
+def restore_video(
     y: torch.Tensor,
     op: LinearOperator,
     *,
     method: str = "cg",
     sigma_y: float = 0.0,
-    options: dict | None = None,
+    options: Any = None,
     device: str | None = None,
     quiet: bool = False,
     backend: str = "local",
@@ -342,7 +196,18 @@ def restore_windows(
     threads: int | None = None,
     key: str = "video",
 ) -> torch.Tensor:
-    """Plan, solve (on ``backend``) and stitch one video; see :func:`~.jobs.restore_video`."""
+    """Restore a measurement ``y`` (pixel units) with a named method; returns ``(B,C,T,H,W)``
+    in ``[0, 1]`` on the CPU.
+
+    ``options``: the method's :class:`~vidrestore.workflows.methods.Options` or a dict of
+    option names. The clip is planned into temporal windows (``window``, default per method:
+    16 frames for the diffusion methods, the whole clip for cg/admm-tv), every window is solved
+    independently, and the cores are blended in window order. ``backend`` ``"local"`` solves
+    the windows in this process; ``"ray"`` sends them to Ray actors (``ray``: a
+    :class:`~vidrestore.workflows.distributed.RayConfig`). With the same ``threads`` (torch CPU
+    threads per window solve) both backends give bit-identical output. Blind methods
+    (``pvdnet``) take the identity operator.
+    """
     spec = make_spec(method, options, device=device, threads=threads, backend=backend)
     job = plan_job(key, y, op, sigma_y, spec)
     n = len(job.problem)
@@ -352,7 +217,7 @@ def restore_windows(
         raise exc
 
     local = backend == "local"
-    total = n * METHODS[method].steps(spec.options) if local else n
+    total = n * spec.options.num_steps() if local else n
     with progress(total, f"{method} ({n} window{'s' * (n > 1)}, {backend})", quiet) as bar:
         with open_pool(spec, backend, ray, step_callback=bar if local else None, limit=n) as pool:
             run_videos(

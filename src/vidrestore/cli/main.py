@@ -170,6 +170,7 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg).")
 @click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma).")
 @click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default).")
+@click.option("--noise-share", type=click.FloatRange(0, 1), default=None, help="svi: noise correlation between frames, sqrt(r) shared + sqrt(1-r) per frame (1 = identical noise, the default).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
 @click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README).")
@@ -187,11 +188,11 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, noise_share, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "init": init, "gamma": gamma, "gamma_schedule": gamma_schedule, "window": window, "overlap": overlap,
+    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "init": init, "gamma": gamma, "gamma_schedule": gamma_schedule, "noise_share": noise_share, "window": window, "overlap": overlap,
                                  "weights": weights, "flow": flow, "base": base, "paper": paper or None, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
                                  "warp_period": warp_period, "warp_mode": warp_mode, "warp_strength": warp_strength, "precision": precision}.items() if v is not None}
     info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=options, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))

@@ -169,6 +169,9 @@ class SVIOptions(PriorOptions):
     init: str = "lift"
     gamma: float = 0.3
     gamma_schedule: str = "sigma"
+    #: svi only: noise correlation between frames (None/1: identical noise, the paper's; 0:
+    #: independent); dds always draws independent noise per frame.
+    noise_share: float | None = None
 
     NOISY: ClassVar[dict] = {"t_start": 100}
     NOISELESS: ClassVar[dict] = {"t_start": 500}
@@ -316,6 +319,8 @@ def _diffusion(kind: str):
         else:
             fn = functools.partial(solve_svi if kind == "svi" else solve_dds, prior)
             kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule)
+            if kind == "svi" and o.noise_share is not None:
+                kw["noise_share"] = o.noise_share
         return fn(op, y, callback=_steps_only(callback), **kw)
 
     return run

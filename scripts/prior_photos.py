@@ -66,7 +66,7 @@ OPENCV_HTML = [
     "asymetricalPattern.jpg", "diamondmarkers.png", "gboriginal.png", "handSrc.jpg",
     "pexels_double_decker_bus.jpg", "plant.jpg", "realsense.jpg", "singlemarkersoriginal.jpg",
     "space_shuttle.jpg", "studentsSample_input.jpg", "Threshold_inRange_Tutorial_Result_input.jpeg",
-    "handDst.jpg",
+    "handDst.jpg", "choriginal.jpg", "retina_TreeHdr_small.jpg",
 ]
 
 #: The unedited source photographs of the GIMP manual (the rest are screenshots, filter results).

@@ -346,3 +346,24 @@ def test_help_and_version_still_work():
 def test_normal_run_prints_no_python_warnings(meas, fake_svi):
     code, text = run("restore", meas, "-o", meas.parent / "r.npz", "-m", "svi", "-q")
     assert code == 0 and "Warning" not in text and "libpng" not in text
+
+
+def test_corrupt_png_frame_is_one_line_without_libpng_noise(tmp_path):
+    """A corrupt PNG in a frame folder: one 'vidrestore: error' line on stderr, exit 2; the
+    decoder library's own messages ('libpng error: ...') do not leak through."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    img = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    for i in (1, 2):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), img)
+    data = (folder / "0002.png").read_bytes()
+    (folder / "0002.png").write_bytes(data[:60] + b"\0" * 20 + data[80:])  # broken IDAT
+    code = f"from vidrestore.cli.main import main; main(['degrade', {str(folder)!r}, '-o', {str(tmp_path / 'y.npz')!r}, '--op', 'sr:2'])"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vidrestore: error: cannot read image") and "0002.png" in lines[0], p.stderr
+    assert not (tmp_path / "y.npz").exists()

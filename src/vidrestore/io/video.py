@@ -13,6 +13,8 @@ Supported sources for :func:`read_video`:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import math
 import os
 import re
@@ -300,11 +302,30 @@ def _read_folder(path: Path, start, step, frames, count, proc) -> tuple[list[np.
     return out, DEFAULT_FPS
 
 
+@contextmanager
+def _silence_c_stderr():
+    """Send file descriptor 2 to /dev/null for the duration (libpng/libjpeg inside OpenCV print
+    their own lines for corrupt files; we report those files with one UserError instead)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_image(file: Path) -> np.ndarray:
     """Read one image as RGB ``(H, W, 3)`` or gray ``(H, W)`` (uint8/uint16/float)."""
     try:
         data = np.fromfile(file, dtype=np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        with _silence_c_stderr():
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except (OSError, cv2.error) as exc:
         raise UserError(f"cannot read image {file}: {exc}") from exc
     if img is None:

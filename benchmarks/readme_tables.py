@@ -32,11 +32,22 @@ def _tables(protocol, run_dir: Path) -> tuple[str, str]:
     with open(run_dir / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     tuned = json.loads((run_dir / "tuned.json").read_text())
-    out, counts = [], {}
+    out, counts, pending = [], {}, []
+    expected = len(protocol.test) * len(protocol.seeds)
     for size in protocol.sizes:
         st = _size_text(size)
-        results = {t: task_results(protocol, rows, st, t, tuned) for t in protocol.tasks}
-        results = {t: r for t, r in results.items() if r["methods"]}
+        results = {}
+        for t, task in protocol.tasks.items():
+            runs_here = [m for m, bm in protocol.methods.items() if protocol.runs_for(bm, task, size)
+                         and (bm.budget_match is None or protocol.runs_for(protocol.methods[bm.budget_match], task, size))]
+            if not runs_here:
+                continue
+            r = task_results(protocol, rows, st, t, tuned)
+            # only finished tasks are shown: every method with all its test runs
+            if all(m in r["methods"] and r["methods"][m]["n_runs"] >= expected for m in runs_here):
+                results[t] = r
+            else:
+                pending.append(f"{t} ({st})")
         if not results:
             continue
         methods = [m for m in protocol.methods if any(m in r["methods"] for r in results.values())]
@@ -72,7 +83,11 @@ def _tables(protocol, run_dir: Path) -> tuple[str, str]:
             names = by.get(k, [])
             parts.append(f"{k} on {len(names)}" + (f" ({', '.join(names)})" if names and k != "no clear difference" else ""))
         status.append(f"**{m}** against the best tuned classical method on {n} task(s): {', '.join(parts)}.")
-    return "\n".join(out).rstrip() + "\n", " ".join(status) + "\n"
+    if pending:
+        out.append(f"Not yet finished ({len(pending)} task(s); resume the run to complete them): {', '.join(pending)}.")
+        out.append("")
+        status.append(f"({len(pending)} more task(s) of this protocol are not finished yet.)")
+    return "\n".join(out).rstrip() + "\n", " ".join(s for s in status if s) + "\n"
 
 
 def _replace(text: str, name: str, body: str) -> str:

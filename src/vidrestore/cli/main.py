@@ -152,6 +152,48 @@ def _backend(backend, address, workers, threads, retries):
     return {"backend": backend, "ray": ray, "threads": threads}
 
 
+#: Method options shared by ``restore`` and ``batch``: (flag decorator, options-dict key).
+_METHOD_FLAGS = [
+    (click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40)."), "iters"),
+    (click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV)."), "lam"),
+    (click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file."), "prior"),
+    (click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200."), "steps"),
+    (click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share)."), "eta"),
+    (click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step."), "cg_steps"),
+    (click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement (500; 100 when --sigma-y > 0)."), "t_start"),
+    (click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg)."), "init"),
+    (click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma)."), "gamma"),
+    (click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default)."), "gamma_schedule"),
+    (click.option("--noise-share", type=click.FloatRange(0, 1), default=None, help="svi: noise correlation between frames, sqrt(r) shared + sqrt(1-r) per frame (1 = identical noise, the default)."), "noise_share"),
+    (click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip)."), "window"),
+    (click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4)."), "overlap"),
+    (click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README)."), "weights"),
+    (click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config)."), "flow"),
+    (click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds)."), "base"),
+    (click.option("--paper", is_flag=True, default=None, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours."), "paper"),
+    (click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (5; paper 10)."), "batch_size"),
+    (click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle)."), "keyframe"),
+    (click.option("--merge-ratio", type=FiniteFloat(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9)."), "merge_ratio"),
+    (click.option("--warp-period", default=None, help="diffir2vr: steps with latent warping, END or START:END as fractions (0.5:1; paper 0.1)."), "warp_period"),
+    (click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (bilinear; paper nearest)."), "warp_mode"),
+    (click.option("--warp-strength", type=FiniteFloat(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper)."), "warp_strength"),
+    (click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs, much slower without; fp16 for CUDA)."), "precision"),
+]
+
+
+def _method_options(f):
+    """The method flags of ``restore`` and ``batch`` (collected by :func:`_options`)."""
+    for option, _ in reversed(_METHOD_FLAGS):
+        f = option(f)
+    return f
+
+
+def _options(kw: dict) -> dict:
+    """Pop the method flags out of a command's keyword arguments; the ones the user gave."""
+    values = {key: kw.pop(key) for _, key in _METHOD_FLAGS}
+    return {k: v for k, v in values.items() if v is not None}
+
+
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
@@ -160,42 +202,16 @@ def _backend(backend, address, workers, threads, retries):
 @click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
 @click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (svi, dds, dps, diffir2vr; default 0).")
 @click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks); default and normally: the one in SRC's sidecar.")
-@click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
-@click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
-@click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
-@click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
-@click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
-@click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement (500; 100 when --sigma-y > 0).")
-@click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg).")
-@click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma).")
-@click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default).")
-@click.option("--noise-share", type=click.FloatRange(0, 1), default=None, help="svi: noise correlation between frames, sqrt(r) shared + sqrt(1-r) per frame (1 = identical noise, the default).")
-@click.option("--window", type=click.IntRange(min=1), default=None, help="Diffusion methods: frames per temporal window (16).")
-@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
-@click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README).")
-@click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
-@click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds).")
-@click.option("--paper", is_flag=True, default=False, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (5; paper 10).")
-@click.option("--keyframe", type=click.Choice(["middle", "random"]), default=None, help="diffir2vr: keyframe of each batch (middle).")
-@click.option("--merge-ratio", type=FiniteFloat(0, 1), default=None, help="diffir2vr: token-merge ratio r, annealed to 0 (0.9).")
-@click.option("--warp-period", default=None, help="diffir2vr: steps with latent warping, END or START:END as fractions (0.5:1; paper 0.1).")
-@click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (bilinear; paper nearest).")
-@click.option("--warp-strength", type=FiniteFloat(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper).")
+@_method_options
 @click.option("--device", default="cpu", help="cpu or cuda.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs; fp16 for CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
 @_backend_options
-def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, init, gamma, gamma_schedule, noise_share, window, overlap, weights, flow, base, paper, batch_size, keyframe, merge_ratio, warp_period, warp_mode, warp_strength, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
+def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "init": init, "gamma": gamma, "gamma_schedule": gamma_schedule, "noise_share": noise_share, "window": window, "overlap": overlap,
-                                 "weights": weights, "flow": flow, "base": base, "paper": paper or None, "batch_size": batch_size, "keyframe": keyframe, "merge_ratio": merge_ratio,
-                                 "warp_period": warp_period, "warp_mode": warp_mode, "warp_strength": warp_strength, "precision": precision}.items() if v is not None}
-    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=options, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
+    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=_options(kw), device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 
 
@@ -208,29 +224,16 @@ def restore(src, out, method, op, sigma_y, seed, op_seed, iters, lam, prior, ste
 @click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std (default: from the sidecars, else 0).")
 @click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (default 0).")
 @click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks) for every input; default and normally: each sidecar's.")
-@click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40).")
-@click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV).")
-@click.option("--prior", default=None, help="Diffusion methods: default, a folder, or a checkpoint file.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200.")
-@click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share).")
-@click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step.")
-@click.option("--t-start", type=click.IntRange(min=1, max=999), default=None, help="svi/dds: start at this timestep from the lifted measurement.")
-@click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip).")
-@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4).")
-@click.option("--weights", default=None, help="pvdnet: weight folder or bundled model name (pvdnet-small, pvdnet-medium).")
-@click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config).")
+@_method_options
 @click.option("--device", default="cpu", help="cpu or cuda.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--allow-truncated", is_flag=True, help="Accept video inputs shorter than their container declares (warning).")
 @_backend_options
-def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, iters, lam, prior, steps, eta, cg_steps, t_start, window, overlap, weights, flow, device, precision, quiet, allow_truncated, backend, address, workers, threads, retries):
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch
 
-    options = {k: v for k, v in {"iters": iters, "lam": lam, "prior": prior, "steps": steps, "eta": eta, "cg_steps": cg_steps, "t_start": t_start, "window": window, "overlap": overlap,
-                                 "weights": weights, "flow": flow, "precision": precision}.items() if v is not None}
-    r = restore_batch(in_dir, out_dir, method=method, options=options, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
+    r = restore_batch(in_dir, out_dir, method=method, options=_options(kw), op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
     click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
     for name, msg in r["failed"].items():
         click.echo(f"failed: {name}: {msg}", err=True)

@@ -272,17 +272,20 @@ def bench(protocol, out_dir, quick, resume, report_only, device, quiet):
 @click.option("--no-warp", is_flag=True, help="Skip the warping error (optical flow).")
 @click.option("--align", is_flag=True, help="Video-deblurring protocol (Koehler et al./PVDNet): gain fit, global DFT translation, luma PSNR/SSIM, first frame skipped.")
 @click.option("--subpixel", type=click.IntRange(min=1), default=1, help="With --align: registration precision 1/N pixel (1 = whole pixels, the paper).")
-def eval_cmd(out, ref, crop_border, y_channel, json_path, no_warp, align, subpixel):
+@click.option("--lift", is_flag=True, help="OUT is a measurement (with its sidecar): score it after lifting it to REF's grid (e.g. bicubic for SR).")
+def eval_cmd(out, ref, crop_border, y_channel, json_path, no_warp, align, subpixel, lift):
     """Compare OUT with the reference REF: PSNR, SSIM, warping error."""
     from ..workflows import evaluate_files
 
     if align:
+        if lift:
+            raise UserError("--lift and --align cannot be combined")
         from ..workflows.evaluate_aligned import evaluate_aligned_files
 
         _, table = evaluate_aligned_files(out, ref, border=16 if crop_border is None else crop_border, upsample=subpixel, json_path=json_path)
         click.echo(table)
         return
-    _, table = evaluate_files(out, ref, crop_border=crop_border or 0, y_channel=y_channel, json_path=json_path, warp=not no_warp)
+    _, table = evaluate_files(out, ref, crop_border=crop_border or 0, y_channel=y_channel, json_path=json_path, warp=not no_warp, lift=lift)
     click.echo(table)
 
 

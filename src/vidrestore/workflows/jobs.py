@@ -239,15 +239,24 @@ def evaluate_files(
     y_channel: bool = False,
     json_path: str | Path | None = None,
     warp: bool = True,
+    lift: bool = False,
 ) -> tuple[dict, str]:
     """Metrics of ``out`` against ``ref`` (PSNR, SSIM, warping error, per frame).
 
+    With ``lift``, ``out`` is a measurement (with its sidecar, as written by ``degrade``) and
+    is first brought onto the reference's grid by its operator's ``lift`` (bicubic upsampling
+    for SR, frame repetition for frame dropping), so the degraded input itself can be scored.
     Returns ``(metrics, table_text)`` and writes the JSON atomically if ``json_path``.
     """
-    x, _ = read_video(out)
+    if lift:
+        y, operator, _, _ = load_measurement(out)
+        x = operator.lift(y)
+    else:
+        x, _ = read_video(out)
     r, _ = read_video(ref)
     if x.shape != r.shape:
-        raise UserError(f"shape mismatch: {out} is {tuple(x.shape)} but {ref} is {tuple(r.shape)}")
+        hint = "" if lift else "; to score a measurement against its ground truth pass --lift"
+        raise UserError(f"shape mismatch: {out} is {tuple(x.shape)} but {ref} is {tuple(r.shape)}{hint}")
     m = video_metrics(x.clamp(0, 1), r.clamp(0, 1), crop_border=crop_border, y_channel=y_channel, warp=warp and x.shape[2] > 1)
     m["output"], m["reference"] = str(out), str(ref)
     table = format_table({Path(out).name: m})

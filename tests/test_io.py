@@ -508,3 +508,26 @@ def test_io_layering():
                 for alias in node.names:
                     if alias.name.startswith("vidrestore."):
                         assert alias.name.split(".")[1] in allowed, (file.name, alias.name)
+
+
+def test_npz_key_picks_an_array_of_a_multi_array_file(tmp_path):
+    """A multi-array .npz is read with key=...; without it the error names the arrays and --key."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from vidrestore.cli.main import cli
+    from vidrestore.errors import UserError
+
+    a = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    b = np.random.default_rng(1).random((4, 8, 8, 3)).astype(np.float32)
+    p = tmp_path / "multi.npz"
+    np.savez(p, clean=a, noisy=b)
+    with pytest.raises(UserError, match="pick one with --key"):
+        read_video(p)
+    x, _ = read_video(p, key="noisy")
+    assert torch.allclose(x[0].permute(1, 2, 3, 0), torch.from_numpy(b))
+    with pytest.raises(UserError, match="has no array 'x'; it holds clean, noisy"):
+        read_video(p, key="x")
+    r = CliRunner().invoke(cli, ["degrade", str(p), "--key", "clean", "-o", str(tmp_path / "y.npz"), "--op", "sr:2"])
+    assert r.exit_code == 0, r.output
+    assert read_video(tmp_path / "y.npz")[0].shape == (1, 3, 4, 4, 4)

@@ -117,11 +117,12 @@ def _size(text, flag):
 @click.option("--resize", default=None, help="Resize frames to HxW (before cropping).")
 @click.option("--gt", "gt_out", default=None, help="Also write the clean (cropped/resized) clip here, losslessly.")
 @click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
-def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out, allow_truncated):
+@click.option("--key", default=None, help="Array to read from a multi-array .npz SRC (default: 'video' or the only array).")
+def degrade(src, out, op, sigma_y, seed, frames, start, crop, resize, gt_out, allow_truncated, key):
     """Apply an operator and noise to a clip: writes the measurement and OUT.json (sidecar)."""
     from ..workflows import degrade_file
 
-    meta = degrade_file(src, out, op=op, sigma_y=sigma_y, seed=seed, start=start, frames=frames, crop=_size(crop, "--crop"), resize=_size(resize, "--resize"), gt_out=gt_out, allow_truncated=allow_truncated)
+    meta = degrade_file(src, out, op=op, sigma_y=sigma_y, seed=seed, start=start, frames=frames, crop=_size(crop, "--crop"), resize=_size(resize, "--resize"), gt_out=gt_out, allow_truncated=allow_truncated, key=key)
     click.echo(f"wrote {out} {tuple(meta['y_shape'])} from {tuple(meta['x_shape'])} with {meta['op']} (sidecar {out}.json)")
     if not meta["lossless"]:
         click.echo("warning: the output format is lossy; restoration will see codec errors. Prefer .npz.", err=True)

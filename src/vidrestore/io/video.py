@@ -342,22 +342,28 @@ def _read_image(file: Path) -> np.ndarray:
     return img
 
 
-def _load_array(path: Path) -> tuple[np.ndarray, float]:
-    """Load the array (memory-mapped for ``.npy``) and its fps from a ``.npy``/``.npz``."""
+def _load_array(path: Path, key: str | None = None) -> tuple[np.ndarray, float]:
+    """Load the array (memory-mapped for ``.npy``) and its fps from a ``.npy``/``.npz``;
+    ``key`` picks the array of a multi-array ``.npz``."""
     fps = DEFAULT_FPS
     try:
         if path.suffix.lower() == ".npy":
+            if key is not None:
+                raise UserError(f"--key applies to .npz files, not {path}")
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
             with np.load(path, allow_pickle=False) as npz:
                 keys = list(npz.files)
-                if "video" in keys:
+                if key is not None:
+                    if key not in keys:
+                        raise UserError(f"{path} has no array {key!r}; it holds {', '.join(keys)}")
+                elif "video" in keys:
                     key = "video"
                 else:
                     others = [k for k in keys if k != "fps"]
                     if len(others) != 1:
                         raise UserError(
-                            f"{path} must hold a 'video' array or exactly one array, found {keys}"
+                            f"{path} must hold a 'video' array or exactly one array, found {keys}; pick one with --key"
                         )
                     key = others[0]
                 arr = npz[key]
@@ -391,8 +397,8 @@ def _as_thwc(arr: np.ndarray, path: Path) -> np.ndarray:
     raise UserError(f"{path}: expected a 3-D, 4-D or 5-D video array, got shape {shape}")
 
 
-def _read_array(path: Path, start, step, frames, count, proc) -> tuple[list[np.ndarray], float]:
-    arr, fps = _load_array(path)
+def _read_array(path: Path, start, step, frames, count, proc, key=None) -> tuple[list[np.ndarray], float]:
+    arr, fps = _load_array(path, key)
     thwc = _as_thwc(arr, path)
     if min(thwc.shape) == 0:
         raise UserError(f"{path} holds an empty array of shape {tuple(arr.shape)}")
@@ -420,6 +426,7 @@ def read_video(
     crop: int | tuple[int, int] | None = None,
     max_frames: int | None = None,
     allow_truncated: bool = False,
+    key: str | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Read a video file, frame folder or array file.
 
@@ -448,6 +455,8 @@ def read_video(
         max_frames: Optional upper bound on the number of frames returned.
         allow_truncated: Accept a video file that holds fewer frames than its container
             declares (a cut-off copy) with a warning, instead of a :class:`UserError`.
+        key: Name of the array to read from a multi-array ``.npz`` (default: ``video``, or
+            the only array).
 
     Returns:
         ``(video, fps)``: ``video`` is float32 ``(1, 3, T, H, W)``, RGB, in ``[0, 1]`` for
@@ -479,7 +488,7 @@ def read_video(
     if p.is_dir():
         out, fps = _read_folder(p, start, step, frames, count, proc)
     elif suffix in ARRAY_EXTENSIONS:
-        out, fps = _read_array(p, start, step, frames, count, proc)
+        out, fps = _read_array(p, start, step, frames, count, proc, key)
     elif suffix in VIDEO_EXTENSIONS:
         out, fps = _read_av(p, start, step, frames, count, proc, allow_truncated)
     else:

@@ -73,8 +73,9 @@ def degrade_file(
     resize: tuple[int, int] | None = None,
     gt_out: str | Path | None = None,
     allow_truncated: bool = False,
+    key: str | None = None,
 ) -> dict:
-    """Read a clip, apply ``op`` and noise, write the measurement and its sidecar.
+    """Read a clip (``key``: the array of a multi-array ``.npz``), apply ``op`` and noise, write the measurement and its sidecar.
 
     Returns the sidecar dictionary. ``gt_out`` optionally writes the (cropped/resized) clean
     clip losslessly, for evaluation. The outputs are checked before the clip is read
@@ -86,7 +87,7 @@ def degrade_file(
         check_output(gt_out, [src, out], flag="--gt")
     if not (isinstance(sigma_y, (int, float)) and 0 <= sigma_y < float("inf")):
         raise UserError(f"--sigma-y must be a finite number >= 0, got {sigma_y}")
-    x, fps = read_video(src, start=start, frames=frames, crop=crop, resize=resize, allow_truncated=allow_truncated)
+    x, fps = read_video(src, start=start, frames=frames, crop=crop, resize=resize, allow_truncated=allow_truncated, key=key)
     operator = parse(op, seed=seed, num_frames=x.shape[2])
     y_shape = operator.check_input(x)
     x64 = x.double()

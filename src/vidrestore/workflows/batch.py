@@ -191,7 +191,7 @@ def restore_batch(
 
         return load
 
-    with progress(len(todo), f"batch {method} ({backend})", quiet) as bar:
+    with progress(len(todo), f"batch {method} ({backend})", quiet, unit="videos") as bar:
 
         def finish(name: str, status: str, **rec) -> None:
             items[name] = {"status": status, "fingerprint": fp, "content": content.get(name), "finished": _now(), **rec}

@@ -149,6 +149,7 @@ def sample_clip(
     steps: int = 50,
     eta: float = 1.0,
     generator: torch.Generator | None = None,
+    step_callback: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Sample one clip ``(B, C_net, F, H, W)`` in ``[0, 1]`` given its local and global context.
 
@@ -160,6 +161,7 @@ def sample_clip(
         steps: Sampler steps (respaced from 1000, trailing).
         eta: 1 = ancestral DDPM, 0 = deterministic DDIM.
         generator: Noise generator.
+        step_callback: Called after every sampler step (progress).
     """
     b, c, f, h, w = cond_clip.shape
     cond = local_condition(cond_clip, positions, f)
@@ -168,7 +170,8 @@ def sample_clip(
     den = DiscreteDiffusionDenoiser(lambda x, t: net(x, t, cond, context), lgcvd_alphas_cumprod(), prediction="v",
                                     clip_x0=True, per_frame=False)
     x_T = randn((b, c, f, h, w), generator, like=cond_clip)
-    x = sample_ddim(den, x_T, ddim_timesteps(steps, den.num_timesteps), eta=eta, generator=generator)
+    cb = (lambda info: step_callback()) if step_callback is not None else None
+    x = sample_ddim(den, x_T, ddim_timesteps(steps, den.num_timesteps), eta=eta, generator=generator, callback=cb)
     return to_pixel(x).clamp(0.0, 1.0)
 
 
@@ -201,6 +204,7 @@ def predict_video(
     generator: torch.Generator | None = None,
     carry_context: bool = True,
     callback: Callable[[], None] | None = None,
+    step_callback: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Autoregressive prediction of ``num_frames`` frames after ``past``.
 
@@ -235,7 +239,7 @@ def predict_video(
         else:  # a single known frame: slot a empty, slot b at position 0
             cond_clip[:, :, 0] = frames[-1]
             pos, first_new = torch.tensor([[-1, 0]] * b), 1
-        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator)
+        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
         take = min(f - first_new, num_frames - new)
         frames += list(clip[:, :, first_new : first_new + take].unbind(2))
         new += take
@@ -256,6 +260,7 @@ def interpolate_video(
     generator: torch.Generator | None = None,
     carry_context: bool = True,
     callback: Callable[[], None] | None = None,
+    step_callback: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Insert ``factor - 1`` frames between consecutive frames of ``video``.
 
@@ -281,7 +286,7 @@ def interpolate_video(
     for i in range(t - 1):
         cond_clip = torch.zeros(b, c, f, h, w)
         cond_clip[:, :, 0], cond_clip[:, :, factor] = x[:, :, i], x[:, :, i + 1]
-        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator)
+        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
         out += list(clip[:, :, 1:factor].unbind(2)) + [x[:, :, i + 1]]
         ctx.update(clip)
         if callback is not None:
@@ -301,8 +306,10 @@ def generate_video(
     eta: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callable[[], None] | None = None,
+    step_callback: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Unconditional video: the first clip without local condition, then prediction.
+    """Unconditional video: the first clip without local condition, then prediction
+    (``callback`` after every clip, ``step_callback`` after every sampler step).
 
     Returns:
         ``(batch, channels, num_frames, size, size)`` in ``[0, 1]`` (``size`` defaults to the
@@ -315,26 +322,26 @@ def generate_video(
     like = torch.zeros(batch, net.channels, f, s, s)
     _check_size(net, like)
     ctx = _Context(net, like, True)
-    clip = sample_clip(net, like, torch.full((batch, 2), -1), ctx.feat, steps=steps, eta=eta, generator=generator)
+    clip = sample_clip(net, like, torch.full((batch, 2), -1), ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
     ctx.update(clip)
     if callback is not None:
         callback()
     first = clip[:, :, : min(f, num_frames)]
     if num_frames > f:
         # continue as prediction from the last two generated frames, with the carried context
-        rest = _predict_from(net, first, num_frames - f, ctx, steps, eta, generator, callback)
+        rest = _predict_from(net, first, num_frames - f, ctx, steps, eta, generator, callback, step_callback)
         first = torch.cat([first, rest], 2)
     return _from_net(first, channels)
 
 
-def _predict_from(net, frames_t, n, ctx, steps, eta, generator, callback):
+def _predict_from(net, frames_t, n, ctx, steps, eta, generator, callback, step_callback=None):
     b, c, _, h, w = frames_t.shape
     f = net.frames
     frames, out = list(frames_t.unbind(2)), []
     while len(out) < n:
         cond_clip = torch.zeros(b, c, f, h, w)
         cond_clip[:, :, 0], cond_clip[:, :, 1] = frames[-2], frames[-1]
-        clip = sample_clip(net, cond_clip, torch.tensor([[0, 1]] * b), ctx.feat, steps=steps, eta=eta, generator=generator)
+        clip = sample_clip(net, cond_clip, torch.tensor([[0, 1]] * b), ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
         new = list(clip[:, :, 2 : 2 + min(f - 2, n - len(out))].unbind(2))
         frames += new
         out += new
@@ -368,8 +375,9 @@ def predict_file(src, out, *, weights=None, context: int = 2, frames: int = 14, 
     warning = check_domain(model_domain(weights), x, allow=allow_out_of_domain)
     g = torch.Generator().manual_seed(seed)
     per = net.frames - (2 if context == 2 else 1)
-    with progress(_clips_needed(frames - per, net.frames - 2) + (1 if frames > per else 0), "predict", quiet) as cb:
-        y = predict_video(net, x, frames, steps=steps, eta=eta, generator=g, callback=cb)
+    clips = 1 + (_clips_needed(frames - per, net.frames - 2) if frames > per else 0)
+    with progress(clips * steps, "predict (sampler steps)", quiet) as cb:
+        y = predict_video(net, x, frames, steps=steps, eta=eta, generator=g, step_callback=cb)
     write_video(out, y[0], fps)
     return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
@@ -387,8 +395,8 @@ def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int
     x, fps = read_video(src, max_frames=max_frames)
     warning = check_domain(model_domain(weights), x, allow=allow_out_of_domain)
     g = torch.Generator().manual_seed(seed)
-    with progress(max(0, x.shape[2] - 1), "interpolate", quiet) as cb:
-        y = interpolate_video(net, x, factor, steps=steps, eta=eta, generator=g, callback=cb)
+    with progress(max(0, x.shape[2] - 1) * steps, "interpolate (sampler steps)", quiet) as cb:
+        y = interpolate_video(net, x, factor, steps=steps, eta=eta, generator=g, step_callback=cb)
     write_video(out, y[0], fps * factor)
     return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
@@ -401,7 +409,8 @@ def generate_file(out, *, weights=None, frames: int = 16, seed: int = 0, steps: 
 
     net = load_lgcvd(weights)
     g = torch.Generator().manual_seed(seed)
-    with progress(1 + (_clips_needed(frames - net.frames, net.frames - 2) if frames > net.frames else 0), "generate", quiet) as cb:
-        y = generate_video(net, frames, steps=steps, eta=eta, generator=g, callback=cb)
+    clips = 1 + (_clips_needed(frames - net.frames, net.frames - 2) if frames > net.frames else 0)
+    with progress(clips * steps, "generate (sampler steps)", quiet) as cb:
+        y = generate_video(net, frames, steps=steps, eta=eta, generator=g, step_callback=cb)
     write_video(out, y[0], fps)
     return {"output": str(out), "shape": tuple(y.shape)}

@@ -1,17 +1,60 @@
-"""Progress bars for long loops (tqdm), silenced by ``quiet``."""
+"""Progress bars for long loops (tqdm), silenced by ``quiet``.
+
+A bar advances once per solver step (a diffusion step of one window, a CG or ADMM iteration,
+a frame, a sampler step). When the first step shows that the job will take longer than half a
+minute, one line estimates the total time on this machine; when the job ends, one line gives
+the steps done and the wall time (and says when an iterative solver stopped early because it
+converged).
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+#: Jobs whose first step predicts more than this many seconds get an up-front estimate line.
+ESTIMATE_AFTER_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
 
 @contextmanager
-def progress(total: int, desc: str, quiet: bool = False):
-    """Yield a solver callback that advances a tqdm bar by one per call."""
-    bar = tqdm(total=total, desc=desc, disable=quiet, leave=False, dynamic_ncols=True)
+def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps", stream=None):
+    """Yield a callback that advances a tqdm bar by one step per call (``total`` steps).
+
+    Unless ``quiet``: after the first step, a line ``desc: about N min on this machine`` when
+    the extrapolated total exceeds :data:`ESTIMATE_AFTER_S`; when the block ends normally,
+    ``desc: K/total UNIT in S`` (``stream``: where these lines go, default stderr)."""
+    out = stream if stream is not None else sys.stderr
+    bar = tqdm(total=total, desc=desc, unit=unit[:-1] if unit.endswith("s") else unit, disable=quiet, leave=False,
+               dynamic_ncols=True, mininterval=0.5, file=out)
+    t0 = time.perf_counter()
+    state = {"n": 0}
+
+    def step(info=None):
+        bar.update(1)
+        state["n"] += 1
+        if state["n"] == 1 and not quiet and total > 1:
+            estimate = (time.perf_counter() - t0) * total
+            if estimate > ESTIMATE_AFTER_S:
+                bar.write(f"{desc}: about {_duration(estimate)} on this machine ({total} steps)", file=out)
+
     try:
-        yield lambda info=None: bar.update(1)
-    finally:
+        yield step
+    except BaseException:
         bar.close()
+        raise
+    bar.close()
+    if not quiet:
+        n = state["n"]
+        early = f" (stopped early after {n} of {total}: converged)" if 0 < n < total else ""
+        print(f"{desc}: {min(n, total)}/{total} {unit} in {_duration(time.perf_counter() - t0)}{early}", file=out)

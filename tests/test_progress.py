@@ -1,0 +1,59 @@
+"""Progress reporting: one step per solver step, an up-front estimate for long jobs, a final
+line with the steps and wall time (and early convergence), nothing with quiet."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from vidrestore.io import write_video
+from vidrestore.workflows import progress as progress_mod
+from vidrestore.workflows.progress import progress
+
+
+def test_progress_lines(monkeypatch):
+    monkeypatch.setattr(progress_mod, "ESTIMATE_AFTER_S", 0.0)
+    out = io.StringIO()
+    with progress(4, "job", stream=out) as step:
+        for _ in range(4):
+            step()
+    text = out.getvalue()
+    assert "job: about " in text and "on this machine (4 steps)" in text
+    assert text.rstrip().splitlines()[-1].startswith("job: 4/4 steps in ")
+    out = io.StringIO()
+    with progress(50, "cg", stream=out) as step:
+        for _ in range(8):
+            step()
+    assert "cg: 8/50 steps in" in out.getvalue() and "stopped early after 8 of 50: converged" in out.getvalue()
+    out = io.StringIO()
+    with pytest.raises(RuntimeError):
+        with progress(5, "boom", stream=out) as step:
+            step()
+            raise RuntimeError("x")
+    assert "steps in" not in out.getvalue()  # no summary line for a failed job
+    out = io.StringIO()
+    with progress(3, "quiet", quiet=True, stream=out) as step:
+        for _ in range(3):
+            step()
+    assert out.getvalue() == ""
+
+
+def test_svi_and_lgcvd_report_every_step(tmp_path, capsys):
+    """A diffusion restore advances once per diffusion step, LGC-VD once per sampler step."""
+    from vidrestore.workflows import degrade_file, restore_file
+    from vidrestore.workflows.lgcvd import predict_file
+
+    src = tmp_path / "clip.npz"
+    write_video(src, torch.rand(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0)))
+    degrade_file(src, tmp_path / "y.npz", op="sr:2", sigma_y=0.01)
+    capsys.readouterr()
+    restore_file(tmp_path / "y.npz", tmp_path / "x.npz", method="svi", options={"steps": 3, "cg_steps": 1})
+    err = capsys.readouterr().err
+    assert "svi (1 window, local): 3/3 steps in" in err
+    grey = tmp_path / "grey.npz"
+    write_video(grey, torch.rand(1, 1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).expand(1, 3, -1, -1, -1))
+    predict_file(grey, tmp_path / "p.npz", frames=2, steps=2)
+    err = capsys.readouterr().err
+    assert "predict (sampler steps): 2/2 steps in" in err

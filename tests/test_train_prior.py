@@ -146,3 +146,43 @@ def test_lr_schedule_constant_then_cosine_to_a_tenth(data_dir, tmp_path):
     assert [r["lr"] for r in log] == pytest.approx([3e-4, lr_at(1, 3, 3e-4, 2), 3e-5])
     with pytest.raises(UserError):
         train_prior(data_dir, out, steps=3, batch=2, size=16, net_kwargs=TINY, progress=False, decay_steps=-1)
+
+
+def test_run_folder_scaffold_round_trip(tmp_path):
+    """save_checkpoint/load_checkpoint (the one run-folder scaffold of every trainer): atomic
+    folder, network + EMA + optimizer + state restored exactly, mismatched settings refused,
+    log trimmed back to the checkpoint."""
+    import json
+
+    from torch import nn
+
+    from vidrestore.errors import UserError
+    from vidrestore.train.ema import EMA
+    from vidrestore.train.run import has_checkpoint, load_checkpoint, save_checkpoint, trim_log
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    ema = EMA(net, 0.9)
+    net(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    ema.update(net)
+    ck = tmp_path / "checkpoint"
+    save_checkpoint(ck, net, opt, {"step": 7, "seed": 1, "ema_updates": ema.num_updates}, ema=ema, config={"w": 4})
+    assert has_checkpoint(ck) and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    net2 = nn.Linear(4, 3)
+    opt2 = torch.optim.Adam(net2.parameters(), lr=1e-2)
+    ema2 = EMA(net2, 0.9)
+    state = load_checkpoint(ck, net2, opt2, ema=ema2, expect={"seed": 1}, config={"w": 4})
+    assert state["step"] == 7 and ema2.num_updates == ema.num_updates
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), ema2.state_dict().values()))
+    assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    with pytest.raises(UserError, match="seed=1, this run 2"):
+        load_checkpoint(ck, net2, opt2, expect={"seed": 2})
+    with pytest.raises(UserError, match="different network config"):
+        load_checkpoint(ck, net2, opt2, config={"w": 5})
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s}) + "\n" for s in (5, 7, 9, 11)))
+    trim_log(log, 7)
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [5, 7]

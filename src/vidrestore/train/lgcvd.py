@@ -46,7 +46,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checkpoint import replace_dir, save_pretrained, state_dict_to_save
+from ..checkpoint import save_pretrained
+from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
 from ..diffusion.denoisers import v_from_eps_x0, x0_from_v
 from ..diffusion.samplers import add_noise
 from ..diffusion.schedules import alphas_cumprod, cosine_betas
@@ -244,23 +245,8 @@ def build_net(cfg: TrainConfig) -> LGCVDUNet:
     return LGCVDUNet(**kwargs)
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def _save(out: Path, net: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict, card: dict) -> None:
-    from safetensors.torch import save_file
-
-    ck = out / "checkpoint"
-    tmp = out / ".checkpoint.tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(state_dict_to_save(net), str(tmp / "model.safetensors"))
-    save_file(state_dict_to_save(ema.state_dict()), str(tmp / "ema.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    _atomic_json(tmp / "trainer_state.json", state)
-    replace_dir(tmp, ck)
+    save_checkpoint(out / CHECKPOINT, net, opt, state, ema=ema)
     export = type(net)(**net.config)
     ema.copy_to(export)
     save_pretrained(export, out / "model", card=card)
@@ -290,23 +276,15 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
     acp = lgcvd_alphas_cumprod().float().to(device)
     start = 0
     out.mkdir(parents=True, exist_ok=True)
-    if resume and (out / "checkpoint" / "trainer_state.json").is_file():
-        from safetensors.torch import load_file
-
-        ck = out / "checkpoint"
-        state = json.loads((ck / "trainer_state.json").read_text())
-        net.load_state_dict(load_file(str(ck / "model.safetensors")))
-        ema.load_state_dict(load_file(str(ck / "ema.safetensors")), num_updates=state["ema_updates"])
-        opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True, map_location=device))
-        start = int(state["step"])
-        logf = out / "log.jsonl"
-        if logf.is_file():  # drop lines written after the checkpoint
-            keep = [ln for ln in logf.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
-            logf.write_text("".join(ln + "\n" for ln in keep))
+    seconds = 0.0
+    if resume and has_checkpoint(out / CHECKPOINT):
+        state = load_checkpoint(out / CHECKPOINT, net, opt, ema=ema, map_location=device)
+        start, seconds = int(state["step"]), float(state.get("seconds", 0.0))
+        trim_log(out / LOG, start)
         log(f"resumed from step {start}")
     elif resume:
         log("no checkpoint found; starting from scratch")
-    _atomic_json(out / "train_config.json", asdict(cfg))
+    atomic_json(out / "train_config.json", asdict(cfg))
     card = {"prediction": "v", "schedule": "cosine", "max_beta": 0.9999, "num_timesteps": NUM_TIMESTEPS,
             "dataset": "moving-digits" if cfg.data == "moving-digits" else f"video folder {Path(str(cfg.data)).name}",
             "size": cfg.size, "two_stage": cfg.two_stage,
@@ -314,9 +292,6 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
     n_params = sum(p.numel() for p in net.parameters())
     log(f"LGC-VD {cfg.preset} ({n_params / 1e6:.2f} M params), two_stage={cfg.two_stage}, steps {start}..{cfg.steps}")
     t0, sums, count = time.time(), [0.0, 0.0], 0
-    seconds = 0.0
-    if start:
-        seconds = json.loads((out / "checkpoint" / "trainer_state.json").read_text()).get("seconds", 0.0)
     net.train()
     for step in range(start, cfg.steps):
         window, g = _batch(cfg, step, net.frames, net.channels)
@@ -333,7 +308,7 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
         if done % cfg.log_every == 0 or done == cfg.steps:
             el = time.time() - t0
             rec = {"step": done, "loss1": sums[0] / count, "loss2": sums[1] / count, "seconds": seconds + el}
-            with open(out / "log.jsonl", "a") as fh:
+            with open(out / LOG, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             log(f"step {done}/{cfg.steps} loss1 {rec['loss1']:.4f} loss2 {rec['loss2']:.4f} ({rec['seconds']:.0f} s)")
             sums, count = [0.0, 0.0], 0

@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import replace_dir, save_pretrained, state_dict_to_save
+from ..checkpoint import save_pretrained
+from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
 from ..diffusion.schedules import alphas_cumprod, linear_betas
 from ..errors import UserError
 from ..nets import ADMUNet
@@ -131,27 +130,8 @@ def eps_loss(net: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Ten
     return F.mse_loss(pred.float(), noise)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _save_checkpoint(ckpt_dir: Path, net: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.tmp-", dir=ckpt_dir.parent))
-    try:
-        save_file(state_dict_to_save(net), str(tmp / "model.safetensors"))
-        save_file(state_dict_to_save(ema.state_dict()), str(tmp / "ema.safetensors"))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "config.json").write_text(json.dumps({"class": "adm_unet", "kwargs": net.config}, indent=2) + "\n")
-        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
-        replace_dir(tmp, ckpt_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _ckpt_config(net: ADMUNet) -> dict:
+    return {"class": "adm_unet", "kwargs": net.config}
 
 
 def _export_prior(prior_dir: Path, net: ADMUNet, ema: EMA, step: int, extra: Mapping[str, Any]) -> None:
@@ -165,20 +145,6 @@ def _export_prior(prior_dir: Path, net: ADMUNet, ema: EMA, step: int, extra: Map
         **extra,
     }
     save_pretrained(ema_net, prior_dir, dtype=torch.float16, card=card)
-
-
-def _trim_log(log_path: Path, step: int) -> None:
-    # After a resume, drop log lines written after the checkpoint (they will be redone).
-    if not log_path.exists():
-        return
-    keep = []
-    for line in log_path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    _atomic_write_text(log_path, "".join(k + "\n" for k in keep))
 
 
 def train_prior(
@@ -243,7 +209,7 @@ def train_prior(
         torch.set_num_threads(int(num_threads))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, prior_dir, log_path = out / "checkpoint", out / "prior", out / "log.jsonl"
+    ckpt_dir, prior_dir, log_path = out / CHECKPOINT, out / "prior", out / LOG
 
     def say(msg: str) -> None:
         if progress:
@@ -260,22 +226,12 @@ def train_prior(
 
     start = 0
     history: list[list[float]] = []
-    if resume and (ckpt_dir / "trainer_state.json").is_file():
-        from safetensors.torch import load_file
-
-        saved_cfg = json.loads((ckpt_dir / "config.json").read_text())["kwargs"]
-        if saved_cfg != net.config:
-            raise UserError(f"checkpoint in {ckpt_dir} was made with a different network config")
-        state = json.loads((ckpt_dir / "trainer_state.json").read_text())
-        if state.get("seed") != seed:
-            raise UserError(f"checkpoint in {ckpt_dir} used seed {state.get('seed')}, not {seed}")
-        net.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")), strict=True)
-        ema.load_state_dict(load_file(str(ckpt_dir / "ema.safetensors")), state["ema_updates"])
-        opt.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
+    if resume and has_checkpoint(ckpt_dir):
+        state = load_checkpoint(ckpt_dir, net, opt, ema=ema, expect={"seed": seed}, config=_ckpt_config(net))
         torch.set_rng_state(torch.tensor(state["torch_rng_state"], dtype=torch.uint8))
         start = int(state["step"])
         history = [list(h) for h in state.get("loss_history", [])]
-        _trim_log(log_path, start)
+        trim_log(log_path, start)
         say(f"[prior] resumed from {ckpt_dir} at step {start}")
     elif resume:
         say(f"[prior] no checkpoint in {ckpt_dir}; starting from scratch")
@@ -289,6 +245,9 @@ def train_prior(
             f"{dataset.nbytes / 1e6:.0f} MB, loaded in {time.time() - t0:.1f}s")
     say(f"[prior] net: {n_params / 1e6:.2f} M parameters; steps {start} -> {steps}, batch {batch}, "
         f"size {size}, threads {torch.get_num_threads()}, amp {amp}")
+
+    atomic_json(out / "train_config.json", {"model": "prior", "steps": steps, "batch": batch, "size": size, "lr": lr, "seed": seed,
+                                            "ema_decay": ema_decay, "amp": amp, "decay_steps": decay_steps, "net": net.config})
 
     def trainer_state(step: int) -> dict:
         return {
@@ -304,7 +263,7 @@ def train_prior(
         }
 
     def checkpoint(step: int) -> None:
-        _save_checkpoint(ckpt_dir, net, ema, opt, trainer_state(step))
+        save_checkpoint(ckpt_dir, net, opt, trainer_state(step), ema=ema, config=_ckpt_config(net))
         _export_prior(prior_dir, net, ema, step, {"train_size": size, "train_batch": batch, "seed": seed})
 
     window: list[float] = []

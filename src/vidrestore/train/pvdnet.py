@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import from_pretrained, replace_dir, save_pretrained, state_dict_to_save
+from ..checkpoint import from_pretrained, save_pretrained
+from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
 from ..data.blur_synth import BlurSynthConfig, SyntheticBlurClips
 from ..errors import UserError
 from ..nets import LITEFLOWNET_PRESETS, PVDNET_PRESETS, LiteFlowNet, PVDNetDeblur
@@ -163,42 +162,6 @@ def pvdnet_clip_steps(
 # --------------------------------------------------------------------------- shared plumbing
 
 
-def _save_checkpoint(ckpt_dir: Path, net: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.tmp-", dir=ckpt_dir.parent))
-    try:
-        save_file(state_dict_to_save(net), str(tmp / "model.safetensors"))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
-        replace_dir(tmp, ckpt_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _load_checkpoint(ckpt_dir: Path, net: nn.Module, opt: torch.optim.Optimizer, expect: dict) -> dict:
-    from safetensors.torch import load_file
-
-    state = json.loads((ckpt_dir / "trainer_state.json").read_text())
-    for key, value in expect.items():
-        if state.get(key) != value:
-            raise UserError(f"checkpoint in {ckpt_dir} has {key}={state.get(key)!r}, this run {value!r}; use a new --out")
-    net.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")), strict=True)
-    opt.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
-    return state
-
-
-def _trim_log(log_path: Path, step: int) -> None:
-    if not log_path.exists():
-        return
-    keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    tmp = log_path.with_name(f".{log_path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, log_path)
-
-
 def _dataset(data: Sequence[str] | None, dataset: Any, size: int, frames: int, seed: int, config: BlurSynthConfig, say) -> Any:
     if dataset is not None:
         return dataset
@@ -315,7 +278,7 @@ def train_bimnet(
         torch.set_num_threads(int(num_threads))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
+    ckpt_dir, log_path = out / CHECKPOINT, out / LOG
     say = (lambda m: print(f"[bimnet] {m}", flush=True)) if progress else (lambda m: None)
 
     torch.manual_seed(seed)
@@ -325,17 +288,18 @@ def train_bimnet(
     if not 1 <= pairings_per_step <= 4:
         raise UserError(f"--pairings must be 1..4, got {pairings_per_step}")
     expect = {"seed": seed, "batch": batch, "size": size, "preset": preset, "flow_weight": flow_weight, "pairings_per_step": pairings_per_step}
+    atomic_json(out / "train_config.json", {"model": "bimnet", **expect, "steps": steps, "lr": lr})
     start, history, seconds = 0, [], 0.0
-    if resume and (ckpt_dir / "trainer_state.json").is_file():
-        st = _load_checkpoint(ckpt_dir, net, opt, expect)
+    if resume and has_checkpoint(ckpt_dir):
+        st = load_checkpoint(ckpt_dir, net, opt, expect=expect)
         start, history, seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
-        _trim_log(log_path, start)
+        trim_log(log_path, start)
         say(f"resumed at step {start}")
     ds = _dataset(data, dataset, size, 2, seed, config, say)
     say(f"{sum(p.numel() for p in net.parameters()):,} parameters; steps {start} -> {steps}, batch {batch}, size {size}")
 
     def checkpoint(step: int) -> None:
-        _save_checkpoint(ckpt_dir, net, opt, {**expect, "step": step, "history": history, "seconds": seconds})
+        save_checkpoint(ckpt_dir, net, opt, {**expect, "step": step, "history": history, "seconds": seconds})
         card = {"trained_steps": step, "phase": "bimnet", "train_seconds": round(seconds, 1), **expect}
         save_pretrained(net, out / "bimnet", card=card)
 
@@ -466,7 +430,7 @@ def train_pvdnet(
         torch.set_num_threads(int(num_threads))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
+    ckpt_dir, log_path = out / CHECKPOINT, out / LOG
     say = (lambda m: print(f"[pvdnet] {m}", flush=True)) if progress else (lambda m: None)
 
     if flow_source not in ("bimnet", "dis", "gt", "zero"):
@@ -499,18 +463,19 @@ def train_pvdnet(
     opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, decoupled_weight_decay=True)
     per_clip = frames - 2
     expect = {"seed": seed, "batch": batch, "size": size, "frames": frames, "preset": preset, "zero_init_residual": zero_init_residual, "flow_source": flow_source}
+    atomic_json(out / "train_config.json", {"model": "pvdnet", **expect, "steps": steps, "lr": lr, "weight_decay": weight_decay})
     start, history, seconds = 0, [], 0.0
-    if resume and (ckpt_dir / "trainer_state.json").is_file():
-        st = _load_checkpoint(ckpt_dir, model, opt, expect)
+    if resume and has_checkpoint(ckpt_dir):
+        st = load_checkpoint(ckpt_dir, model, opt, expect=expect)
         start, history, seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
-        _trim_log(log_path, start)
+        trim_log(log_path, start)
         say(f"resumed at step {start}")
     ds = _dataset(data, dataset, size, frames, seed, config, say)
     n_train = sum(p.numel() for p in model.pvdnet.parameters())
     say(f"PVDNet {n_train:,} trainable parameters (BIMNet frozen); steps {start} -> {steps}, batch {batch}, size {size}, frames {frames}")
 
     def checkpoint(step: int) -> None:
-        _save_checkpoint(ckpt_dir, model, opt, {**expect, "step": step, "history": history, "seconds": seconds})
+        save_checkpoint(ckpt_dir, model, opt, {**expect, "step": step, "history": history, "seconds": seconds})
         card = {"trained_steps": step, "phase": "pvdnet", "train_seconds": round(seconds, 1), **expect}
         if init is not None:
             card.update(init=str(init), init_trained_steps=init_steps)

@@ -186,3 +186,38 @@ def test_run_folder_scaffold_round_trip(tmp_path):
     log.write_text("".join(json.dumps({"step": s}) + "\n" for s in (5, 7, 9, 11)))
     trim_log(log, 7)
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [5, 7]
+
+
+def test_multiscale_rotations_and_holdout(data_dir, tmp_path):
+    """--extra-sizes alternates crop sides with the same pixels per step, --rotate draws the 8
+    symmetries, --holdout-file names are never loaded; a resume with other settings is refused."""
+    ds = ImageCropDataset(data_dir, 32, seed=1, rotate=True)
+    small = ds.batch(0, 3, 16)
+    assert small.shape == (3, 3, 16, 16) and torch.equal(small, ds.batch(0, 3, 16))
+    with pytest.raises(UserError, match="crop 40"):
+        ds.batch(0, 1, 40)
+    plain = ImageCropDataset(data_dir, 16, seed=1)
+    assert not torch.equal(ImageCropDataset(data_dir, 16, seed=1, rotate=True).batch(2, 8), plain.batch(2, 8))
+    seen = []
+
+    class Spy(ImageCropDataset):
+        def batch(self, index, batch_size, crop=None):
+            seen.append((batch_size, crop))
+            return super().batch(index, batch_size, crop)
+
+    out = tmp_path / "ms"
+    import vidrestore.data.images as images
+
+    real = images.ImageCropDataset
+    images.ImageCropDataset = Spy
+    try:
+        train_prior(data_dir, out, steps=2, batch=4, size=16, seed=3, ckpt_every=2, log_every=1, net_kwargs=TINY,
+                    num_threads=1, progress=False, extra_sizes=[32], rotate=True, holdout=["img2.png"])
+    finally:
+        images.ImageCropDataset = real
+    assert seen == [(4, 16), (1, 32)]
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["scales"] == [16, 32] and cfg["rotate"] is True and cfg["holdout"] == ["img2.png"]
+    with pytest.raises(UserError, match="scales"):
+        train_prior(data_dir, out, steps=3, batch=4, size=16, seed=3, ckpt_every=2, net_kwargs=TINY, num_threads=1,
+                    progress=False, resume=True, rotate=True)

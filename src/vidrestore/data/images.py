@@ -146,6 +146,8 @@ class ImageCropDataset:
         video_weight: Total sampling weight of a video, in frames (see above).
         max_frames_per_video: Optional cap on the frames kept per video.
         flip: Random horizontal flips.
+        rotate: Random rotations by multiples of 90 degrees (off by default, so earlier runs keep
+            their data order).
         verbose: Print one line per loaded file.
 
     Attributes:
@@ -167,6 +169,7 @@ class ImageCropDataset:
         video_weight: float = 8.0,
         max_frames_per_video: int | None = None,
         flip: bool = True,
+        rotate: bool = False,
         verbose: bool = False,
     ):
         if size < 1:
@@ -174,6 +177,7 @@ class ImageCropDataset:
         self.size = int(size)
         self.seed = int(seed)
         self.flip = flip
+        self.rotate = rotate
         self.files = list_media(root, holdout=holdout, exclude=exclude)
         if not self.files:
             raise UserError(f"no images or videos found in {root}")
@@ -222,25 +226,35 @@ class ImageCropDataset:
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(index)])
 
-    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+    def batch(self, index: int, batch_size: int, crop: int | None = None) -> torch.Tensor:
         """Crops of batch number ``index`` (deterministic in ``(seed, index)``).
 
+        Args:
+            index: Batch number.
+            batch_size: Number of crops.
+            crop: Crop side (default and at most :attr:`size`; multi-scale training draws
+                smaller crops from the same entries).
+
         Returns:
-            ``(batch_size, 3, size, size)`` float32 tensor in ``[0, 1]``.
+            ``(batch_size, 3, crop, crop)`` float32 tensor in ``[0, 1]``.
         """
+        s = self.size if crop is None else int(crop)
+        if not 1 <= s <= self.size:
+            raise UserError(f"crop {s} must lie in [1, {self.size}] (the dataset's size)")
         rng = self._rng(index)
         picks = rng.choice(len(self.arrays), size=batch_size, p=self.probs)
-        out = np.empty((batch_size, self.size, self.size, 3), dtype=np.uint8)
-        s = self.size
+        out = np.empty((batch_size, s, s, 3), dtype=np.uint8)
         for i, j in enumerate(picks):
             arr = self.arrays[j]
             h, w = arr.shape[:2]
             y = int(rng.integers(0, h - s + 1))
             x = int(rng.integers(0, w - s + 1))
-            crop = arr[y : y + s, x : x + s]
+            patch = arr[y : y + s, x : x + s]
             if self.flip and rng.random() < 0.5:
-                crop = crop[:, ::-1]
-            out[i] = crop
+                patch = patch[:, ::-1]
+            if self.rotate:  # with flips: all 8 symmetries of the square
+                patch = np.rot90(patch, int(rng.integers(4)))
+            out[i] = patch
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
     def batches(self, batch_size: int, start: int = 0) -> Iterator[torch.Tensor]:

@@ -33,7 +33,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -166,6 +166,9 @@ def train_prior(
     dataset: Any = None,
     amp: str = "none",
     decay_steps: int = 0,
+    extra_sizes: Sequence[int] = (),
+    rotate: bool = False,
+    holdout: Sequence[str] = (),
 ) -> ADMUNet:
     """Train an ε-prediction ADM UNet prior on random crops (see the module docstring).
 
@@ -195,6 +198,12 @@ def train_prior(
             cosine decay to ``lr / 10`` at ``steps`` (0: constant). The rate is set from the step
             number every step, so a resumed run can add a decay phase by raising ``steps`` and
             passing ``decay_steps``.
+        extra_sizes: Multi-scale training: step ``k`` uses the crop side
+            ``[size, *extra_sizes][k % n]`` with ``batch * (size / side)^2`` crops (same pixels
+            per step); the network stays fully convolutional. Recorded in the checkpoint.
+        rotate: Random 90-degree rotations of the crops (with the flips: all 8 symmetries).
+        holdout: More file-name patterns never loaded (e.g. the lines of
+            ``vidrestore/data/prior_holdout_v2.txt``), on top of ``DEFAULT_HOLDOUT``.
 
     Returns:
         The trained network (raw weights; the EMA weights are in ``out_dir/prior``).
@@ -224,10 +233,16 @@ def train_prior(
     abar = alphas_cumprod(linear_betas(NUM_TIMESTEPS)).float()
     n_params = sum(p.numel() for p in net.parameters())
 
+    scales = [size, *[int(v) for v in extra_sizes]]
+    if extra_sizes and any(v < 8 or v % 8 for v in scales):
+        raise UserError(f"crop sizes must be multiples of 8, got {scales}")
+    # multi-scale and rotations change the data order: a resume must use the same settings
+    # (None for single-scale / no rotation, so checkpoints of earlier runs resume unchanged)
+    expect = {"seed": seed, "scales": scales if extra_sizes else None, "rotate": True if rotate else None}
     start = 0
     history: list[list[float]] = []
     if resume and has_checkpoint(ckpt_dir):
-        state = load_checkpoint(ckpt_dir, net, opt, ema=ema, expect={"seed": seed}, config=_ckpt_config(net))
+        state = load_checkpoint(ckpt_dir, net, opt, ema=ema, expect=expect, config=_ckpt_config(net))
         torch.set_rng_state(torch.tensor(state["torch_rng_state"], dtype=torch.uint8))
         start = int(state["step"])
         history = [list(h) for h in state.get("loss_history", [])]
@@ -240,14 +255,18 @@ def train_prior(
         from ..data.images import ImageCropDataset
 
         t0 = time.time()
-        dataset = ImageCropDataset(data_dir, size, seed=seed)
+        from ..data.images import DEFAULT_HOLDOUT
+
+        dataset = ImageCropDataset(data_dir, max([size, *extra_sizes]), seed=seed, rotate=rotate,
+                                   holdout=tuple(DEFAULT_HOLDOUT) + tuple(holdout))
         say(f"[prior] data: {len(dataset.files)} files, {len(dataset)} entries, "
             f"{dataset.nbytes / 1e6:.0f} MB, loaded in {time.time() - t0:.1f}s")
     say(f"[prior] net: {n_params / 1e6:.2f} M parameters; steps {start} -> {steps}, batch {batch}, "
         f"size {size}, threads {torch.get_num_threads()}, amp {amp}")
 
     atomic_json(out / "train_config.json", {"model": "prior", "steps": steps, "batch": batch, "size": size, "lr": lr, "seed": seed,
-                                            "ema_decay": ema_decay, "amp": amp, "decay_steps": decay_steps, "net": net.config})
+                                            "ema_decay": ema_decay, "amp": amp, "decay_steps": decay_steps, "scales": scales,
+                                            "rotate": rotate, "holdout": list(holdout), "net": net.config})
 
     def trainer_state(step: int) -> dict:
         return {
@@ -259,6 +278,7 @@ def train_prior(
             "ema_decay": ema_decay,
             "ema_updates": ema.num_updates,
             "torch_rng_state": torch.get_rng_state().tolist(),
+            **{k: v for k, v in expect.items() if k != "seed" and v is not None},
             "loss_history": history,
         }
 
@@ -273,9 +293,13 @@ def train_prior(
         for group in opt.param_groups:
             group["lr"] = cur_lr
         # 1. Data: crops of batch `step` mapped to [-1, 1]; timesteps and noise from the step's stream.
-        x0 = to_model(dataset.batch(step, batch))
+        if extra_sizes:
+            side = scales[step % len(scales)]
+            x0 = to_model(dataset.batch(step, max(1, round(batch * (size / side) ** 2)), side))
+        else:
+            x0 = to_model(dataset.batch(step, batch))
         gen = _step_generator(seed, step)
-        t = sample_timesteps(batch, gen)
+        t = sample_timesteps(x0.shape[0], gen)
         noise = torch.randn(x0.shape, generator=gen)
         # 2. Loss, backward, clipped AdamW step, EMA update.
         device_type = next(net.parameters()).device.type

@@ -195,19 +195,29 @@ def _options(kw: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _restore_options(f):
+    """Flags shared by ``restore`` and ``batch``: method, measurement, method options, device,
+    output and backend."""
+    for option in reversed([
+        click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos (SR), bm3d, bm4d (denoising, --op id)."),
+        click.option("--op", default=None, help="Operator spec (default: each measurement's sidecar)."),
+        click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std of the measurement (default: from its sidecar, else 0)."),
+        click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (svi, dds, dps, diffir2vr; default 0)."),
+        click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks); default and normally: the one in each measurement's sidecar."),
+        _method_options,
+        click.option("--device", default="cpu", help="cpu or cuda."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning)."),
+        _backend_options,
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos (SR), bm3d, bm4d (denoising, --op id).")
-@click.option("--op", default=None, help="Operator spec (default: from SRC's sidecar).")
-@click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std of SRC (default: from the sidecar, else 0).")
-@click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (svi, dds, dps, diffir2vr; default 0).")
-@click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks); default and normally: the one in SRC's sidecar.")
-@_method_options
-@click.option("--device", default="cpu", help="cpu or cuda.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning).")
-@_backend_options
+@_restore_options
 def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
     """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
     from ..workflows import restore_file
@@ -219,17 +229,8 @@ def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_t
 @cli.command()
 @click.argument("in_dir")
 @click.argument("out_dir")
-@click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos, bm3d, bm4d.")
 @click.option("--ext", default=".mp4", help="Output format of every video (.mp4, .mkv, .npz, ...).")
-@click.option("--op", default=None, help="Operator spec for every input (default: each input's sidecar).")
-@click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std (default: from the sidecars, else 0).")
-@click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (default 0).")
-@click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks) for every input; default and normally: each sidecar's.")
-@_method_options
-@click.option("--device", default="cpu", help="cpu or cuda.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.option("--allow-truncated", is_flag=True, help="Accept video inputs shorter than their container declares (warning).")
-@_backend_options
+@_restore_options
 def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch

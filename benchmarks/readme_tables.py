@@ -38,8 +38,8 @@ def _tables(protocol, run_dir: Path) -> tuple[str, str]:
         st = _size_text(size)
         results = {}
         for t, task in protocol.tasks.items():
-            runs_here = [m for m, bm in protocol.methods.items() if protocol.runs_for(bm, task, size)
-                         and (bm.budget_match is None or protocol.runs_for(protocol.methods[bm.budget_match], task, size))]
+            # equal-budget variants run after every test phase: a task is finished without them
+            runs_here = [m for m, bm in protocol.methods.items() if protocol.runs_for(bm, task, size) and bm.budget_match is None]
             if not runs_here:
                 continue
             r = task_results(protocol, rows, st, t, tuned)

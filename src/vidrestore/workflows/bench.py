@@ -806,19 +806,19 @@ def plot_summary(protocol: Protocol, rows: list[dict], out: Path) -> list[Path]:
         if not tasks:
             continue
         names = list(protocol.methods)
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * max(1, len(names)) / 3), 4))
-        width = 0.8 / max(1, len(names))
-        for j, name in enumerate(names):
-            xs, ms, hs = [], [], []
-            for i, t in enumerate(tasks):
-                stt = task_results(protocol, rows, st, t, tuned)["methods"].get(name)
-                if stt:
-                    m, h = stt["psnr"]
-                    xs.append(i + (j - (len(names) - 1) / 2) * width)
-                    ms.append(m)
-                    hs.append(h if math.isfinite(h) else 0.0)
-            if xs:
-                ax.bar(xs, ms, width, yerr=hs, capsize=2, label=name)
+        results = {t: task_results(protocol, rows, st, t, tuned)["methods"] for t in tasks}
+        widest = max(len(r) for r in results.values())
+        fig, ax = plt.subplots(figsize=(max(6, 0.45 * widest * len(tasks) + 2), 4))
+        width = 0.8 / max(1, widest)
+        colours = {name: f"C{j % 10}" for j, name in enumerate(names)}
+        labelled = set()
+        for i, t in enumerate(tasks):
+            present = [n for n in names if n in results[t]]  # bars of one task side by side, centred
+            for j, name in enumerate(present):
+                m, h = results[t][name]["psnr"]
+                ax.bar(i + (j - (len(present) - 1) / 2) * width, m, width, yerr=h if math.isfinite(h) else 0.0, capsize=2,
+                       color=colours[name], label=None if name in labelled else name)
+                labelled.add(name)
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("PSNR (dB), test split")

@@ -243,3 +243,21 @@ def test_eval_lift_scores_a_measurement_against_its_ground_truth(tmp_path):
     yv, _ = _read(y)
     expected = _psnr(_parse("tblur:uniform:3:reflect,sr:2", num_frames=4).lift(yv).clamp(0, 1), _read(gt)[0])
     assert abs(_json.loads(js.read_text())["psnr"] - float(expected)) < 1e-6
+
+
+def test_restore_sigma_y_auto_estimates_the_noise(tmp_path):
+    """`--sigma-y auto` estimates the noise of the measurement (Immerkaer) and says so."""
+    import re
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    clip = torch.stack([torch.stack([0.5 + 0.3 * torch.sin(5 * xx + 2 * yy + 0.3 * k + c) for c in range(3)]) for k in range(4)], 1)[None]
+    src = tmp_path / "smooth.npz"
+    write_video(src, clip)
+    y = tmp_path / "y.npz"
+    assert CliRunner().invoke(cli, ["degrade", str(src), "-o", str(y), "--op", "sr:2", "--sigma-y", "0.03"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["restore", str(y), "-o", str(tmp_path / "x.npz"), "-m", "cg", "--sigma-y", "auto", "-q"])
+    assert r.exit_code == 0, r.output
+    est = float(re.search(r"sigma_y = ([0-9.e-]+)", r.output).group(1))
+    assert abs(est - 0.03) < 0.003
+    r = CliRunner().invoke(cli, ["restore", str(y), "-o", str(tmp_path / "z.npz"), "-m", "cg", "--sigma-y", "often", "-q"])
+    assert r.exit_code == 2 and "noise std or auto" in r.output

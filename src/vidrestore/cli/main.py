@@ -86,6 +86,18 @@ class FiniteFloat(click.FloatRange):
         return v
 
 
+class SigmaY(FiniteFloat):
+    """``--sigma-y`` of restore/batch: a noise std in [0, 1], or ``auto`` (estimated from the
+    measurement)."""
+
+    name = "noise std or auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return super().convert(value, param, ctx)
+
+
 SEED = click.IntRange(0, 2**32 - 1)
 
 
@@ -201,7 +213,7 @@ def _restore_options(f):
     for option in reversed([
         click.option("-m", "--method", default="cg", help="Restoration method: cg, admm-tv, svi, dds, dps, diffir2vr, pvdnet (blind video deblurring, no --op); baselines bicubic, lanczos (SR), bm3d, bm4d (denoising, --op id)."),
         click.option("--op", default=None, help="Operator spec (default: each measurement's sidecar)."),
-        click.option("--sigma-y", type=FiniteFloat(0, 1), default=None, help="Noise std of the measurement (default: from its sidecar, else 0)."),
+        click.option("--sigma-y", type=SigmaY(0, 1), default=None, help="Noise std of the measurement (default: from its sidecar, else 0); 'auto' estimates it from the measurement (Immerkaer)."),
         click.option("--seed", type=SEED, default=None, help="Sampling seed of the diffusion methods (svi, dds, dps, diffir2vr; default 0)."),
         click.option("--op-seed", type=SEED, default=None, help="Operator seed (masks); default and normally: the one in each measurement's sidecar."),
         _method_options,

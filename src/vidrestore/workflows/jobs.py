@@ -124,7 +124,9 @@ def degrade_file(
 def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False):
     """Read a measurement file and rebuild its operator (from ``op`` or the sidecar).
 
-    The operator seed (random masks) is the sidecar's unless ``op_seed`` is given; a warning
+    ``sigma_y="auto"`` estimates the noise level from the measurement
+    (:func:`vidrestore.metrics.estimate_noise_sigma`) and says so on stderr. The operator seed
+    (random masks) is the sidecar's unless ``op_seed`` is given; a warning
     says when it differs from the sidecar's, since the mask then differs from the one that
     made the measurement. Returns ``(y, operator, sigma_y, fps)``; UserError for a missing
     operator, a non-finite or negative noise level, or a shape that the operator cannot produce.
@@ -135,7 +137,8 @@ def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float |
         raise UserError(f"no operator for {src}: pass --op SPEC (no sidecar {sidecar_path(src)} found)")
     try:
         side_seed = int(meta.get("seed", 0))
-        s_y = float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
+        auto = isinstance(sigma_y, str) and sigma_y == "auto"
+        s_y = 0.0 if auto else float(sigma_y if sigma_y is not None else meta.get("sigma_y", 0.0))
     except (TypeError, ValueError, OverflowError):
         raise UserError(f"sidecar {sidecar_path(src)} has an invalid seed or sigma_y") from None
     if not 0 <= s_y < float("inf"):
@@ -144,6 +147,11 @@ def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float |
         warn(f"--op-seed {op_seed} differs from the seed {side_seed} in {sidecar_path(src)}: the operator (e.g. an inpainting mask) will not be the one that made {src}")
     op_seed = side_seed if op_seed is None else op_seed
     y, fps = read_video(src, allow_truncated=allow_truncated)
+    if auto:
+        from ..metrics import estimate_noise_sigma
+
+        s_y = round(estimate_noise_sigma(y), 5)
+        warn(f"estimated the noise level of {src}: sigma_y = {s_y:g} (Immerkaer); pass --sigma-y S to set it")
     num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
     operator = parse(spec, seed=op_seed, num_frames=num_frames)
     x_shape = operator.input_shape(tuple(y.shape))

@@ -382,7 +382,7 @@ def test_dps_is_limited_by_conditioning_on_temporal_averages():
     dps = psnr(solve_dps(_prior(mu, s), op, y, steps=1000, zeta=1.0, seed=0, multiple=4), x)
     dps_shared = psnr(solve_dps(_prior(mu, s), op, y, steps=1000, zeta=1.0, seed=0, multiple=4, shared_noise=True), x)
     svi = psnr(solve_svi(_prior(mu, s), op, y, steps=20, eta=0.15, multiple=4), x)
-    assert 20.0 < dps < 30.0  # measured 25.58 dB
+    assert dps > 20.0  # measured 25.58 dB (a floor only: no test caps a competitor's score)
     assert dps_shared > dps + 8.0  # measured 36.57 dB: shared noise removes most of the temporal error
     assert svi > 100.0  # exact up to float64 round-off
 

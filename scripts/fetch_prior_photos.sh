@@ -19,17 +19,10 @@
 # Idempotent: re-running only downloads what is missing and rewrites nothing that is unchanged.
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-    echo "usage: $0 DEST [CACHE]" >&2
-    exit 2
-fi
-DEST=$1
-CACHE=${2:-$DEST/.downloads}
-PY=${PYTHON:-python3}
+FETCH_SUBDIRS=(photos_v2)
+# shellcheck source=scripts/_fetch_args.sh
+source "$(dirname "$0")/_fetch_args.sh" "$@"
 HERE=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$DEST/photos_v2" "$CACHE"
-DEST=$(cd "$DEST" && pwd)
-CACHE=$(cd "$CACHE" && pwd)
 shopt -s nullglob
 
 # package (Debian binary package) -> version; the .deb file glob is <package>_*.deb

@@ -16,16 +16,9 @@
 # Idempotent: re-running only fills in what is missing.
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-    echo "usage: $0 DEST [CACHE]" >&2
-    exit 2
-fi
-DEST=$1
-CACHE=${2:-$DEST/.downloads}
-PY=${PYTHON:-python3}
-mkdir -p "$DEST/photos" "$DEST/skimage" "$DEST/clips" "$CACHE"
-DEST=$(cd "$DEST" && pwd)
-CACHE=$(cd "$CACHE" && pwd)
+FETCH_SUBDIRS=(photos skimage clips)
+# shellcheck source=scripts/_fetch_args.sh
+source "$(dirname "$0")/_fetch_args.sh" "$@"
 
 # --- 1. clips (the evaluation protocol's clips; the test clips are in DEFAULT_HOLDOUT) -------
 "$(dirname "$0")/fetch_eval_clips.sh" "$DEST" "$CACHE"

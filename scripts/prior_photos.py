@@ -42,15 +42,20 @@ DUP_BITS = 12  # of 256
 DUP_RGB = 10.0  # mean absolute difference of 32x32 RGB thumbnails (0..255)
 IMG_RE = re.compile(r"\.(jpe?g|png|webp)$", re.I)
 
-#: The project's held-out photos (src/vidrestore/data/images.py DEFAULT_HOLDOUT); never in v2.
-PROJECT_HOLDOUT = (
-    "Fossa_by_Jasper_Roks.jpg",
-    "Wine_by_Jakkub_Mede.jpg",
-    "friends_by_Aitzol_Berasategi.jpg",
-    "greentock_by_Peter_Nerlich.jpg",
-    "astronaut.png",
-    "chelsea.png",
-)
+def _project_holdout() -> tuple[str, ...]:
+    """``DEFAULT_HOLDOUT`` of src/vidrestore/data/images.py, read from the source (no import, so
+    this script runs without the package installed)."""
+    import ast
+
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "vidrestore", "data", "images.py")
+    for node in ast.parse(open(src).read()).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "DEFAULT_HOLDOUT":
+            return tuple(ast.literal_eval(node.value))
+    raise SystemExit(f"DEFAULT_HOLDOUT not found in {src}")
+
+
+#: The project's held-out photos and clips (never in v2).
+PROJECT_HOLDOUT = _project_holdout()
 #: Evaluation video clips: nothing whose name contains these stems is ever taken.
 CLIP_STEMS = ("cityCC0", "tree.avi", "box.mp4", "cup.mp4", "bikes", "Megamind")
 

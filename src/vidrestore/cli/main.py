@@ -190,6 +190,8 @@ _METHOD_FLAGS = [
     (click.option("--warp-period", default=None, help="diffir2vr: steps with latent warping, END or START:END as fractions (0.5:1; paper 0.1)."), "warp_period"),
     (click.option("--warp-mode", type=click.Choice(["nearest", "bilinear"]), default=None, help="diffir2vr: interpolation of the latent warp (bilinear; paper nearest)."), "warp_mode"),
     (click.option("--warp-strength", type=FiniteFloat(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper)."), "warp_strength"),
+    (click.option("--tile", default=None, help="svi/dds/dps/pvdnet: spatial tile side in pixels for large frames, blended over --tile-overlap (auto: 256-pixel tiles above 512x512 pixels; off: whole frames)."), "tile"),
+    (click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles (32)."), "tile_overlap"),
     (click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs, much slower without; fp16 for CUDA)."), "precision"),
 ]
 

@@ -9,10 +9,11 @@ from ..diffusion.schedules import alphas_cumprod as _alphas_cumprod
 from ..diffusion.schedules import get_betas
 from ..errors import UserError
 from ..nets.adm_unet import GroupNorm32
+from ..tiling import DEFAULT_TILE_OVERLAP, tiled_map
 
 
 #: Options every source accepts as keyword overrides of :func:`load_prior`.
-_COMMON_OPTIONS = ("prediction", "schedule", "num_timesteps", "clip_x0", "chunk_size", "learned_sigma", "name")
+_COMMON_OPTIONS = ("prediction", "schedule", "num_timesteps", "clip_x0", "chunk_size", "learned_sigma", "name", "tile", "tile_overlap")
 
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -45,6 +46,10 @@ class Prior(DiscreteDiffusionDenoiser):
         learned_sigma: See :class:`~vidrestore.diffusion.denoisers.DiscreteDiffusionDenoiser`.
         clip_x0: Clamp ``x0`` to ``[-1, 1]`` by default.
         chunk_size: Run the network on at most this many frames at a time.
+        tile: Run the network on overlapping spatial tiles of this side (a multiple of
+            ``multiple``) when a frame is larger, blending them (:func:`vidrestore.tiling.tiled_map`);
+            ``None``: whole frames. Bounds the memory of global self-attention on large frames.
+        tile_overlap: Pixels shared by neighbouring tiles.
 
     Attributes:
         net: The network module (see ``net`` above).
@@ -67,6 +72,8 @@ class Prior(DiscreteDiffusionDenoiser):
         learned_sigma: bool | None = None,
         clip_x0: bool = False,
         chunk_size: int | None = None,
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
     ) -> None:
         super().__init__(net, alphas_cumprod, prediction=prediction, learned_sigma=learned_sigma,
                          clip_x0=clip_x0, chunk_size=chunk_size)
@@ -78,6 +85,8 @@ class Prior(DiscreteDiffusionDenoiser):
         self.kind = str(kind)
         self.config = dict(config or {})
         self.class_label = None if class_label is None else int(class_label)
+        self.tile = None if not tile else int(tile)
+        self.tile_overlap = int(tile_overlap)
         net.eval()
         net.requires_grad_(False)
 
@@ -117,7 +126,12 @@ class Prior(DiscreteDiffusionDenoiser):
 
     def _run_net(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # Overrides DiscreteDiffusionDenoiser._run_net: dtype casting and class labels around
-        # the same chunked call.
+        # the same chunked call, on spatial tiles when `tile` is set and a frame is larger.
+        if self.tile:
+            return tiled_map(lambda xc: self._run_chunks(xc, t), x, self.tile, self.tile_overlap, multiple=self.multiple)
+        return self._run_chunks(x, t)
+
+    def _run_chunks(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         x = x.to(self.dtype)
         n = x.shape[0]
@@ -173,7 +187,7 @@ def _check_options(overrides: Mapping[str, Any], allowed: tuple[str, ...], what:
 
 
 def _denoiser_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: overrides[k] for k in ("clip_x0", "chunk_size", "learned_sigma") if k in overrides}
+    return {k: overrides[k] for k in ("clip_x0", "chunk_size", "learned_sigma", "tile", "tile_overlap") if k in overrides}
 
 
 def _cast_net(net: nn.Module, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:

@@ -18,6 +18,7 @@ returned (``None`` without ``setup``).
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, ClassVar
@@ -27,6 +28,7 @@ import torch
 from ..errors import UserError
 from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
 from ..tensor import resolve_device
+from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile, tiled_map
 
 __all__ = [
     "Options", "WindowedOptions", "CGOptions", "ADMMTVOptions", "BaselineOptions", "DenoiserOptions", "PriorOptions", "SVIOptions",
@@ -153,6 +155,11 @@ class PriorOptions(WindowedOptions):
     window: int | None = 16
     prior: str = "default"
     precision: str | None = None
+    #: Spatial tiles of the prior's network calls (:mod:`vidrestore.tiling`): ``"auto"`` tiles
+    #: frames above 512 x 512 pixels in 256-pixel tiles, ``"off"``/``0`` never, an integer
+    #: that tile side; ``tile_overlap`` pixels are blended between neighbouring tiles.
+    tile: Any = "auto"
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,10 @@ class PVDNetOptions(Options):
 
     weights: str | None = None
     flow: str | None = None
+    #: Spatial tiles of the whole clip (each tile is deblurred as a video and blended):
+    #: ``"auto"`` above 512 x 512 pixels, ``"off"``/``0`` never, or a tile side in pixels.
+    tile: Any = "auto"
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,24 @@ def _setup_prior(o: PriorOptions, device):
     return {"prior": load_prior(o.prior, device=device, dtype=prior_dtype(o.precision))}
 
 
+def _tiled_prior(prior, o: PriorOptions, op, y):
+    """``prior`` running its network on spatial tiles when ``o.tile`` asks for it at the frame
+    size of the solution (a shallow copy sharing the network; ``prior`` itself is unchanged)."""
+    h, w = op.input_shape(tuple(y.shape))[-2:]
+    side = resolve_tile(o.tile, h, w)
+    if o.tile_overlap < 0:
+        raise UserError(f"--tile-overlap must be at least 0, got {o.tile_overlap}")
+    if side is None or (side >= h and side >= w):
+        return prior
+    if side % prior.multiple:
+        raise UserError(f"--tile must be a multiple of {prior.multiple} for prior {prior.name!r}, got {side}")
+    if o.tile_overlap >= side:
+        raise UserError(f"--tile-overlap must be below the tile side {side}, got {o.tile_overlap}")
+    tiled = copy.copy(prior)
+    tiled.tile, tiled.tile_overlap = side, int(o.tile_overlap)
+    return tiled
+
+
 def _steps_only(callback):
     """The solvers also report non-step events; the progress callback counts steps only."""
 
@@ -311,7 +340,7 @@ def _diffusion(kind: str):
     def run(op, y, sigma_y, o, callback, *, frame_ids=None, state=None):
         from ..solvers import solve_dds, solve_dps, solve_svi
 
-        prior = (state or _setup_prior(o, y.device))["prior"]
+        prior = _tiled_prior((state or _setup_prior(o, y.device))["prior"], o, op, y)
         kw = {"steps": o.steps, "sigma_y": sigma_y, "seed": o.seed, "frame_ids": frame_ids}
         if kind == "dps":
             fn = functools.partial(solve_dps, prior)
@@ -352,6 +381,8 @@ def _run_diffir2vr(op, y, sigma_y, o: DiffIR2VROptions, callback, *, frame_ids=N
 
     if o.base not in ("dds", "dps"):
         raise UserError(f"--base must be dds or dps, got {o.base!r}")
+    if o.tile not in ("auto", None, 0, "0", "off"):
+        raise UserError("diffir2vr does not tile frames (its flow-guided token merging needs whole frames); use --tile auto or off")
     prior = (state or _setup_prior(o, y.device))["prior"]
     cfg = DiffIR2VRConfig.paper() if o.paper else DiffIR2VRConfig()
     changes = {k: getattr(o, k) for k in ("batch_size", "keyframe", "warp_mode", "warp_strength") if getattr(o, k) is not None}
@@ -398,7 +429,11 @@ def _run_pvdnet(op, y, sigma_y, o: PVDNetOptions, callback, *, frame_ids=None, s
     from .deblur import deblur_video_pvdnet
 
     net = (state or _setup_pvdnet(o, y.device))["net"]
-    x = deblur_video_pvdnet(y, net, flow=o.flow, quiet=True)
+    side = resolve_tile(o.tile, *y.shape[-2:])
+    if side is not None and o.tile_overlap >= min(side, *y.shape[-2:]):
+        raise UserError(f"--tile-overlap must be below the tile side {side}, got {o.tile_overlap}")
+    # Tiles are multiples of 4 (the network's stride; it copies a smaller frame's remainder).
+    x = tiled_map(lambda crop: deblur_video_pvdnet(crop, net, flow=o.flow, quiet=True), y, side, o.tile_overlap, multiple=4)
     callback({"i": 0})
     return x
 

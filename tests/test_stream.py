@@ -279,3 +279,14 @@ def test_batch_selection(tmp_path):
     assert r.exit_code == 0, r.output
     for i in range(2):
         assert read_video(out_dir / f"v{i}.npz")[0].shape == (1, 3, 4, 10, 12)
+
+
+def test_pvdnet_streams_frame_by_frame_with_the_same_frames(tmp_path):
+    from vidrestore.workflows.deblur import deblur_video_pvdnet, load_pvdnet
+
+    src = _mp4(tmp_path / "b.mp4", frames=6, h=32, w=48, audio=False)
+    opts = {"weights": "pvdnet-small", "flow": "zero"}
+    restore_file(src, tmp_path / "o.npz", method="pvdnet", options=opts, quiet=True, select={"start": 1, "frames": 4})
+    x, _ = read_video(src, start=1, frames=4)
+    ref = deblur_video_pvdnet(x, load_pvdnet("pvdnet-small"), flow="zero")
+    assert torch.equal(read_video(tmp_path / "o.npz")[0], ref)

@@ -410,7 +410,7 @@ def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int
     from ..io.stream import AudioCopy, VideoWriter, probe_audio
 
     audio = AudioCopy(str(src), 0.0, None if max_frames is None else x.shape[2] / fps) if probe_audio(src) else None
-    with VideoWriter(out, fps * factor, audio=audio) as writer:
+    with VideoWriter(out, fps * factor, num_frames=int(y.shape[2]), audio=audio) as writer:
         writer.write(y[0])
     return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 

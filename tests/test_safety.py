@@ -175,12 +175,19 @@ def test_bad_spec_is_one_line(tmp_path, spec):
 # --------------------------------------------------------------------------- 4. disk full
 
 
+@pytest.mark.parametrize("where", ["first frames", "final copy"])
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
-def test_write_error_is_one_line(meas, monkeypatch, err):
-    def savez(*a, **k):
+def test_write_error_is_one_line(meas, monkeypatch, err, where):
+    import vidrestore.io.stream as stream
+
+    def fail(*a, **k):
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(np, "savez", savez)
+    # The streamed writer fails when it starts the file, or when it packs the finished frames.
+    if where == "first frames":
+        monkeypatch.setattr(np.lib.format, "write_array_header_1_0", fail)
+    else:
+        monkeypatch.setattr(stream.shutil, "copyfileobj", fail)
     out = meas.parent / "r.npz"
     one_line_error(*run("restore", meas, "-o", out, "-m", "cg", "--iters", "2", "-q"), os.strerror(err))
     assert not out.exists() and _temps(meas.parent) == []

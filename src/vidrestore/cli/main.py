@@ -165,6 +165,13 @@ def _backend(backend, address, workers, threads, retries):
     return {"backend": backend, "ray": ray, "threads": threads}
 
 
+def _select(start, frames, crop, resize, key):
+    """The ``--start/--frames/--crop/--resize/--key`` selection of restore and batch."""
+    from ..workflows.jobs import Selection
+
+    return Selection(start=start, frames=frames, crop=_size(crop, "--crop"), resize=_size(resize, "--resize"), key=key)
+
+
 #: Method options shared by ``restore`` and ``batch``: (flag decorator, options-dict key).
 _METHOD_FLAGS = [
     (click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40)."), "iters"),
@@ -222,6 +229,11 @@ def _restore_options(f):
         click.option("--device", default="cpu", help="cpu or cuda."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
         click.option("--allow-truncated", is_flag=True, help="Accept a video file shorter than its container declares (warning)."),
+        click.option("--start", type=click.IntRange(min=0), default=0, help="First frame of the input to restore."),
+        click.option("--frames", type=click.IntRange(min=1), default=None, help="Number of input frames to restore (default: all from --start)."),
+        click.option("--crop", default=None, help="Centre crop HxW of the input (after --resize)."),
+        click.option("--resize", default=None, help="Resize the input frames to HxW (before cropping)."),
+        click.option("--key", default=None, help="Array to read from a multi-array .npz input (default: 'video' or the only array)."),
         _backend_options,
     ]):
         f = option(f)
@@ -232,11 +244,14 @@ def _restore_options(f):
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Restored video (.mp4, .mkv, .npz, .gif or a PNG folder).")
 @_restore_options
-def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
-    """Restore a measurement SRC into OUT (windows on this machine or on Ray actors)."""
+def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, start, frames, crop, resize, key, backend, address, workers, threads, retries, **kw):
+    """Restore a measurement SRC into OUT, window by window (on this machine or on Ray actors):
+    frames are read and written as the windows are solved, and a video output keeps the audio
+    of a video SRC."""
     from ..workflows import restore_file
 
-    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=_options(kw), device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
+    select = _select(start, frames, crop, resize, key)
+    info = restore_file(src, out, method=method, op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, options=_options(kw), device=device, quiet=quiet, allow_truncated=allow_truncated, select=select, **_backend(backend, address, workers, threads, retries))
     click.echo(f"wrote {info['output']} ({info['method']}, {info['op']}, {info['seconds']:.1f} s, {backend})")
 
 
@@ -245,11 +260,12 @@ def restore(src, out, method, op, sigma_y, seed, op_seed, device, quiet, allow_t
 @click.argument("out_dir")
 @click.option("--ext", default=".mp4", help="Output format of every video (.mp4, .mkv, .npz, ...).")
 @_restore_options
-def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, backend, address, workers, threads, retries, **kw):
+def batch(in_dir, out_dir, method, ext, op, sigma_y, seed, op_seed, device, quiet, allow_truncated, start, frames, crop, resize, key, backend, address, workers, threads, retries, **kw):
     """Restore every measurement in IN_DIR into OUT_DIR; OUT_DIR/manifest.json lets a re-run resume."""
     from ..workflows.batch import restore_batch
 
-    r = restore_batch(in_dir, out_dir, method=method, options=_options(kw), op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, **_backend(backend, address, workers, threads, retries))
+    select = _select(start, frames, crop, resize, key)
+    r = restore_batch(in_dir, out_dir, method=method, options=_options(kw), op=op, sigma_y=sigma_y, seed=seed, op_seed=op_seed, ext=ext, device=device, quiet=quiet, allow_truncated=allow_truncated, select=select, **_backend(backend, address, workers, threads, retries))
     click.echo(f"{len(r['done'])} restored, {len(r['skipped'])} already done, {len(r['failed'])} failed ({r['seconds']:.1f} s); manifest {r['manifest']}")
     for name, msg in r["failed"].items():
         click.echo(f"failed: {name}: {msg}", err=True)

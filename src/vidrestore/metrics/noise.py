@@ -48,7 +48,9 @@ def estimate_noise_sigma(y: torch.Tensor, method: str = "immerkaer") -> float:
     """Estimate the std of additive white Gaussian noise in ``y`` (pixel units).
 
     Args:
-        y: video ``(B, C, T, H, W)`` or images ``(B, C, H, W)``; frames at least 4x4.
+        y: video ``(B, C, T, H, W)`` or images ``(B, C, H, W)``; frames at least 4x4. An
+            iterable of such tensors (consecutive chunks of one video) gives the same value
+            as their concatenation, with one chunk in memory at a time.
         method: ``"immerkaer"`` or ``"mad"`` (see the module docstring).
 
     Returns:
@@ -56,6 +58,16 @@ def estimate_noise_sigma(y: torch.Tensor, method: str = "immerkaer") -> float:
     """
     if method not in NOISE_ESTIMATORS:
         raise UserError(f"noise estimator must be one of {', '.join(NOISE_ESTIMATORS)}, got {method!r}")
+    if not isinstance(y, torch.Tensor):  # chunks of one video: per-plane estimates, one median
+        per = [_plane_estimates(chunk, method) for chunk in y]
+        if not per:
+            raise UserError("noise estimation got no frames")
+        return float(torch.cat(per).median())
+    return float(_plane_estimates(y, method).median())
+
+
+def _plane_estimates(y: torch.Tensor, method: str) -> torch.Tensor:
+    """Per frame-and-channel estimates ``(N,)`` (float64) of :func:`estimate_noise_sigma`."""
     planes = _frames(y)
     if planes.shape[-1] < 4 or planes.shape[-2] < 4:
         raise UserError(f"noise estimation needs frames of at least 4x4 pixels, got {tuple(planes.shape[-2:])}")
@@ -67,4 +79,4 @@ def estimate_noise_sigma(y: torch.Tensor, method: str = "immerkaer") -> float:
         p = planes[..., :h, :w]
         hh = (p[..., 0::2, 0::2] - p[..., 0::2, 1::2] - p[..., 1::2, 0::2] + p[..., 1::2, 1::2]) / 2.0
         per = hh.abs().flatten(1).median(dim=1).values / 0.6745
-    return float(per.median())
+    return per

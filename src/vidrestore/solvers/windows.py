@@ -35,6 +35,7 @@ __all__ = [
     "Window",
     "blend_weights",
     "crop_to",
+    "default_window",
     "pad_operator",
     "pad_to_multiple",
     "plan_windows",
@@ -89,6 +90,14 @@ def _temporal_margins(op: LinearOperator) -> tuple[int, int, int, bool, bool]:
             scale *= o.factor
             drop = True
     return left, right, scale, circular, drop
+
+
+def default_window(op: LinearOperator, *, overlap: int = 4, context: int = 0, base: int = 16) -> int:
+    """Frames per window when none is asked for: ``base``, or more when the operator's temporal
+    margins (plus ``context`` and ``overlap``) need it, so that every window still has a core of
+    at least 8 strides. Bounds peak memory whatever the clip length (see :func:`plan_windows`)."""
+    left, right, drop, _, _ = _temporal_margins(op)
+    return max(int(base), left + right + 2 * int(context) + int(overlap) + 8 * drop)
 
 
 # ------------------------------------------------------------------------------------------
@@ -247,7 +256,7 @@ class WindowedProblem:
         num_frames: int | None = None,
         op_seed: int = 0,
     ):
-        if not isinstance(y, torch.Tensor) or y.ndim != 5:
+        if not hasattr(y, "index_select") or getattr(y, "ndim", None) != 5:
             raise UserError(f"y must be a (B, C, T, H, W) tensor, got {getattr(y, 'shape', type(y))}")
         op = _resolve_op(op_spec_or_factory, num_frames, op_seed)
         x_shape = tuple(op.input_shape(tuple(y.shape)))
@@ -267,7 +276,8 @@ class WindowedProblem:
         """``(op_w, y_w, frame_ids)`` of window ``k`` (the whole problem for a single window)."""
         win = self.plan[k]
         if len(self.plan) == 1:
-            return self.op, self.y, list(range(self.num_frames))
+            y = self.y if isinstance(self.y, torch.Tensor) else self.y.index_select(2, torch.arange(self.y.shape[2]))
+            return self.op, y, list(range(self.num_frames))
         op_w, out_ids = window_operator(self.op, win.frame_ids, self.num_frames)
         y_w = self.y.index_select(2, torch.tensor(out_ids, dtype=torch.long, device=self.y.device))
         return op_w, y_w, list(win.frame_ids)
@@ -288,9 +298,10 @@ class WindowedProblem:
         kw = dict(solve_kwargs, frame_ids=ids) if _accepts(solve_fn, "frame_ids") else solve_kwargs
         return self.core(k, solve_fn(op_w, y_w, **kw))
 
-    def stitcher(self) -> "Stitcher":
-        """An incremental :class:`Stitcher` (accepts cores in any order, blends in window order)."""
-        return Stitcher(self)
+    def stitcher(self, emit: Callable[[torch.Tensor], None] | None = None) -> "Stitcher":
+        """An incremental :class:`Stitcher` (accepts cores in any order, blends in window order);
+        with ``emit``, finished frames are handed out as they are done instead of kept."""
+        return Stitcher(self, emit=emit)
 
     def stitch(self, cores: Sequence[torch.Tensor]) -> torch.Tensor:
         """Blend the cores of all windows (``cores[k]`` from :meth:`core`) into ``(B, C, T, H, W)``."""
@@ -306,13 +317,21 @@ class Stitcher:
     Blending is a floating-point sum, so the order of the additions is fixed (window 0, 1, ...)
     to make the result bit-identical however the windows were scheduled; cores that arrive
     early wait in a buffer until their turn.
+
+    Streaming (``emit`` given): window cores start in frame order, so once window ``k`` is
+    added every frame before the core of window ``k + 1`` is final. Those frames are passed to
+    ``emit`` as one ``(B, C, n, H, W)`` tensor and dropped, so the stitcher holds at most about
+    one window of output instead of the whole video; the frames and their values are the same
+    as without ``emit`` (same additions in the same order), and :meth:`result` returns ``None``.
     """
 
-    def __init__(self, problem: WindowedProblem):
+    def __init__(self, problem: WindowedProblem, emit: Callable[[torch.Tensor], None] | None = None):
         self.problem = problem
         self.out: torch.Tensor | None = None
         self.next = 0
         self.pending: dict[int, torch.Tensor] = {}
+        self.emit = emit
+        self.base = 0  # streaming: absolute index of self.out's first frame
 
     @property
     def done(self) -> bool:
@@ -326,19 +345,41 @@ class Stitcher:
         while self.next in self.pending:
             c = self.pending.pop(self.next)
             if len(p) == 1:
-                self.out = c
-            else:
+                if self.emit is not None:
+                    self.emit(c)
+                else:
+                    self.out = c
+            elif self.emit is None:
                 if self.out is None:
                     self.out = c.new_zeros(p.x_shape[:2] + (p.num_frames,) + tuple(c.shape[3:]))
                 s, e = p.plan[self.next].core
                 wk = p.weights[self.next, s:e].to(device=c.device, dtype=c.dtype).view(1, 1, -1, 1, 1)
                 self.out[:, :, s:e] += wk * c.to(self.out.device)
+            else:
+                self._add_streaming(self.next, c)
             self.next += 1
 
-    def result(self) -> torch.Tensor:
-        if not self.done or self.out is None:
+    def _add_streaming(self, k: int, c: torch.Tensor) -> None:
+        p = self.problem
+        s, e = p.plan[k].core
+        if self.out is None:
+            self.out = c.new_zeros(tuple(c.shape[:2]) + (0,) + tuple(c.shape[3:]))
+        end = self.base + self.out.shape[2]
+        if e > end:  # grow the buffer with zeros up to this core's end
+            self.out = torch.cat([self.out, c.new_zeros(tuple(c.shape[:2]) + (e - end,) + tuple(c.shape[3:]))], dim=2)
+        wk = p.weights[k, s:e].to(device=c.device, dtype=c.dtype).view(1, 1, -1, 1, 1)
+        self.out[:, :, s - self.base : e - self.base] += wk * c.to(self.out.device)
+        final = p.plan[k + 1].core[0] if k + 1 < len(p) else p.num_frames
+        n = final - self.base
+        if n > 0:
+            self.emit(self.out[:, :, :n].clone())
+            self.out = self.out[:, :, n:].clone()
+            self.base = final
+
+    def result(self) -> torch.Tensor | None:
+        if not self.done or (self.out is None and self.emit is None):
             raise ValueError(f"only {self.next} of {len(self.problem)} windows stitched")
-        return self.out
+        return None if self.emit is not None else self.out
 
 
 def solve_in_windows(

@@ -31,8 +31,9 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UserError
-from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, check_output, sidecar_path, write_video
-from .jobs import check_blind_flags, load_input
+from ..io import ARRAY_EXTENSIONS, VIDEO_EXTENSIONS, atomic_write_text, check_output, sidecar_path
+from ..io.stream import VideoWriter
+from .jobs import Selection, check_blind_flags, open_input, output_audio
 from .methods import make_options
 from .progress import progress
 from .scale import make_spec, open_pool, plan_job, run_videos
@@ -111,6 +112,7 @@ def restore_batch(
     quiet: bool = False,
     on_item: Callable[[str, str], None] | None = None,
     allow_truncated: bool = False,
+    select: Selection | dict | None = None,
 ) -> dict:
     """Restore every measurement in ``in_dir`` into ``out_dir`` (see the module docstring).
 
@@ -125,6 +127,8 @@ def restore_batch(
             :class:`~vidrestore.workflows.distributed.RayConfig`).
         quiet: No progress bar.
         allow_truncated: Accept truncated video inputs (warning) instead of failing them.
+        select: The part of every input to restore (:class:`~vidrestore.workflows.jobs.Selection`:
+            ``start``, ``frames``, ``crop``, ``resize``, ``key``).
         on_item: Called as ``on_item(name, status)`` (``done``/``failed``) after each item,
             once the manifest is updated.
 
@@ -148,7 +152,10 @@ def restore_batch(
         check_output(out_dir / (p.stem + ext), [p])
     spec = make_spec(method, make_options(method, options, **({} if seed is None else {"seed": int(seed)})), device=device, threads=threads, backend=backend)
     check_blind_flags(method, op=op, sigma_y=sigma_y, op_seed=op_seed)
+    sel = select if isinstance(select, Selection) else Selection(**(select or {}))
     config = {"method": method, "options": spec.options.to_dict(), "op": op, "sigma_y": sigma_y, "op_seed": op_seed, "ext": ext}
+    if sel != Selection():
+        config["select"] = {"start": sel.start, "frames": sel.frames, "crop": sel.crop, "resize": sel.resize, "key": sel.key}
     fp = _fingerprint(config)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,17 +186,39 @@ def restore_batch(
     done: list[str] = []
     failed: dict[str, str] = {}
     started: dict[str, float] = {}
-    fps: dict[str, float] = {}
     t_batch = time.perf_counter()
+
+    streams: dict[str, tuple] = {}  # name -> (source, writer) of the items in flight
 
     def loader(p: Path):
         def load():
             started[p.name] = time.perf_counter()
-            y, operator, s_y, rate = load_input(p, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
-            fps[p.name] = rate
-            return plan_job(p.name, y, operator, s_y, spec)
+            source, operator, s_y, rate = open_input(p, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated, select=sel)
+            try:
+                out = out_dir / (p.stem + ext)
+                y = source if backend == "local" else source.load()  # Ray workers get the whole measurement
+                job = plan_job(p.name, y, operator, s_y, spec)
+                writer = VideoWriter(out, rate, num_frames=job.problem.num_frames, audio=output_audio(source, operator, out))
+            except BaseException:
+                source.close()
+                raise
+            streams[p.name] = (source, writer)
+            job.sink = writer.write
+            return job
 
         return load
+
+    def release(name: str, exc: BaseException | None = None) -> None:
+        source, writer = streams.pop(name, (None, None))
+        try:
+            if writer is not None:
+                if exc is None:
+                    writer.close()
+                else:
+                    writer.abort(exc)
+        finally:
+            if source is not None:
+                source.close()
 
     with progress(len(todo), f"batch {method} ({backend})", quiet, unit="videos") as bar:
 
@@ -202,16 +231,24 @@ def restore_batch(
 
         def on_done(name: str, x) -> None:
             out = out_dir / (Path(name).stem + ext)
-            write_video(out, x, fps.get(name))
+            writer = streams[name][1]
+            c, h, w = writer.frame_shape
+            shape = [1, c, writer.written, h, w]
+            release(name)  # every frame is written: move the output into place
             done.append(name)
-            finish(name, "done", output=out.name, seconds=round(time.perf_counter() - started.get(name, t_batch), 3), shape=list(x.shape))
+            finish(name, "done", output=out.name, seconds=round(time.perf_counter() - started.get(name, t_batch), 3), shape=shape)
 
         def on_failed(name: str, exc: BaseException) -> None:
+            release(name, exc)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failed[name] = msg
             finish(name, "failed", error=msg)
 
-        with open_pool(spec, backend, ray) as pool:
-            run_videos([(p.name, loader(p)) for p in todo], pool, on_done=on_done, on_failed=on_failed)
+        try:
+            with open_pool(spec, backend, ray) as pool:
+                run_videos([(p.name, loader(p)) for p in todo], pool, on_done=on_done, on_failed=on_failed)
+        finally:
+            for name in list(streams):  # interrupted: no partial outputs
+                release(name, KeyboardInterrupt())
 
     return {"done": done, "skipped": skipped, "failed": failed, "manifest": str(mpath), "seconds": time.perf_counter() - t_batch}

@@ -22,7 +22,7 @@ from ..nets import PVDNetDeblur
 from ..nets.pvdnet import deblur_frames
 from .progress import progress
 
-__all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet"]
+__all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet", "deblur_stream"]
 
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: Bundled PVDNet weight folders, selectable by name (``--weights pvdnet-small``).
@@ -93,3 +93,42 @@ def deblur_video_pvdnet(
             if callback is not None:
                 callback()
     return torch.stack(outs, 2)
+
+
+def deblur_stream(
+    chunks,
+    shape,
+    net: PVDNetDeblur,
+    sink: Callable[[torch.Tensor], None],
+    *,
+    flow: str | None = None,
+    quiet: bool = True,
+    chunk: int = 8,
+) -> None:
+    """:func:`deblur_video_pvdnet` on a stream: ``chunks`` of ``(B, 3, n, H, W)`` frames in
+    ``[0, 1]`` (``shape``: the whole clip's ``(B, 3, T, H, W)``, for checks and progress) go in,
+    deblurred ``(B, 3, m, H, W)`` chunks of up to ``chunk`` frames go to ``sink`` in order.
+    Memory holds a few frames, whatever the clip length; the frames equal
+    :func:`deblur_video_pvdnet`'s."""
+    if len(shape) != 5 or shape[1] != 3:
+        raise UserError(f"pvdnet needs an RGB video (B, 3, T, H, W), got {tuple(shape)}")
+    if min(shape[-2:]) < 32:
+        raise UserError(f"pvdnet needs frames of at least 32x32 pixels, got {shape[-2]}x{shape[-1]}")
+    _, flow_fn, zero = pvdnet_flow_fn(net, flow)
+    dev = next(net.parameters()).device
+
+    def frames():
+        for c in chunks:
+            for t in range(c.shape[2]):
+                yield c[:, :, t].to(dev)
+
+    buf: list[torch.Tensor] = []
+    with torch.no_grad(), progress(int(shape[2]), "pvdnet", quiet) as cb:
+        for out in deblur_frames(net, frames(), zero_flow=zero, flow_fn=flow_fn):
+            buf.append(out.float().cpu())
+            cb()
+            if len(buf) == chunk:
+                sink(torch.stack(buf, 2))
+                buf = []
+    if buf:
+        sink(torch.stack(buf, 2))

@@ -196,7 +196,7 @@ class RayPool:
 
     # -- pool protocol of run_videos
     def put(self, job: VideoJob):
-        return (f"{next(self._uid)}:{job.key}", self._ray.put(job))
+        return (f"{next(self._uid)}:{job.key}", self._ray.put(replace(job, sink=None)))
 
     def idle(self) -> bool:
         return len(self._busy) < len(self._actors)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ import torch
 from .. import __version__
 from ..errors import UserError, warn
 from ..io import atomic_write_text, check_output, read_sidecar, read_video, sidecar_path, write_sidecar, write_video
+from ..io.stream import AUDIO_CONTAINERS, VideoWriter, open_video
 from ..metrics import format_table, video_metrics
 from ..ops import Identity, measure, parse
+from ..ops.mask import Inpaint
+from ..ops.window import _flatten
 from .methods import (  # noqa: F401 - the method table, re-exported where it used to live
     BLIND_METHODS,
     CLASSICAL_METHODS,
@@ -37,7 +41,8 @@ from .methods import (  # noqa: F401 - the method table, re-exported where it us
     prior_dtype,
     resolve_device,
 )
-from .scale import restore_video
+from .scale import make_spec, restore_video
+from .worker import WindowWorker
 
 LOSSY_SUFFIXES = {".mp4", ".mov", ".gif", ".webm", ".mpg", ".mpeg"}
 
@@ -121,16 +126,58 @@ def degrade_file(
 # --------------------------------------------------------------------------- restore
 
 
-def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False):
-    """Read a measurement file and rebuild its operator (from ``op`` or the sidecar).
+@dataclass(frozen=True)
+class Selection:
+    """Which part of an input to restore: ``start``/``frames`` (frame range), ``resize`` then
+    centre ``crop`` (``(H, W)``), ``key`` (array of a multi-array ``.npz``); as for
+    :func:`~vidrestore.io.read_video`."""
 
+    start: int = 0
+    frames: int | None = None
+    crop: tuple[int, int] | None = None
+    resize: tuple[int, int] | None = None
+    key: str | None = None
+
+    @property
+    def changes_clip(self) -> bool:
+        return bool(self.start or self.frames is not None or self.crop or self.resize)
+
+    def flags(self) -> str:
+        names = [("--start", self.start), ("--frames", self.frames), ("--crop", self.crop), ("--resize", self.resize)]
+        return "/".join(n for n, v in names if v)
+
+
+def _selection(select: Selection | dict | None) -> Selection:
+    if select is None:
+        return Selection()
+    if isinstance(select, Selection):
+        return select
+    return Selection(**select)
+
+
+def open_measurement(
+    src: str | Path,
+    *,
+    op: str | None = None,
+    sigma_y: float | None = None,
+    op_seed: int | None = None,
+    allow_truncated: bool = False,
+    select: Selection | dict | None = None,
+):
+    """Open a measurement file for streaming and rebuild its operator (from ``op`` or the sidecar).
+
+    ``select`` (:class:`Selection`) restores part of the measurement: its frames, a resize and
+    a crop. With the sidecar's operator, the operator is rebuilt for the selected frames; an
+    inpainting mask of the sidecar would not line up with a selection, so that is refused.
     ``sigma_y="auto"`` estimates the noise level from the measurement
-    (:func:`vidrestore.metrics.estimate_noise_sigma`) and says so on stderr. The operator seed
-    (random masks) is the sidecar's unless ``op_seed`` is given; a warning
-    says when it differs from the sidecar's, since the mask then differs from the one that
-    made the measurement. Returns ``(y, operator, sigma_y, fps)``; UserError for a missing
+    (:func:`vidrestore.metrics.estimate_noise_sigma`, chunk by chunk) and says so on stderr. The
+    operator seed (random masks) is the sidecar's unless ``op_seed`` is given; a warning says
+    when it differs from the sidecar's, since the mask then differs from the one that made the
+    measurement. Returns ``(source, operator, sigma_y, fps)`` with a
+    :class:`~vidrestore.io.stream.VideoSource` (close it when done); UserError for a missing
     operator, a non-finite or negative noise level, or a shape that the operator cannot produce.
     """
+    sel = _selection(select)
     meta = read_sidecar(src) or {}
     spec = op or meta.get("op")
     if not spec:
@@ -146,18 +193,32 @@ def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float |
     if op_seed is not None and "seed" in meta and op_seed != side_seed:
         warn(f"--op-seed {op_seed} differs from the seed {side_seed} in {sidecar_path(src)}: the operator (e.g. an inpainting mask) will not be the one that made {src}")
     op_seed = side_seed if op_seed is None else op_seed
-    y, fps = read_video(src, allow_truncated=allow_truncated)
-    if auto:
-        from ..metrics import estimate_noise_sigma
+    y = open_video(src, start=sel.start, frames=sel.frames, crop=sel.crop, resize=sel.resize, allow_truncated=allow_truncated, key=sel.key)
+    try:
+        num_frames = meta.get("x_shape", [None] * 5)[2] if op is None and not sel.changes_clip else None
+        operator = parse(spec, seed=op_seed, num_frames=num_frames)
+        if op is None and sel.changes_clip and any(isinstance(o, Inpaint) for o in _flatten(operator)):
+            raise UserError(f"{sel.flags()} cannot be used on {src}: the inpainting mask of its operator {spec!r} covers the whole measurement; select the frames and region when degrading, or pass --op")
+        x_shape = operator.input_shape(tuple(y.shape))
+        if tuple(operator.output_shape(x_shape)) != tuple(y.shape):
+            raise UserError(f"measurement {src} has shape {tuple(y.shape)}, which operator {spec!r} cannot produce")
+        if auto:
+            from ..metrics import estimate_noise_sigma
 
-        s_y = round(estimate_noise_sigma(y), 5)
-        warn(f"estimated the noise level of {src}: sigma_y = {s_y:g} (Immerkaer); pass --sigma-y S to set it")
-    num_frames = meta.get("x_shape", [None] * 5)[2] if op is None else None
-    operator = parse(spec, seed=op_seed, num_frames=num_frames)
-    x_shape = operator.input_shape(tuple(y.shape))
-    if tuple(operator.output_shape(x_shape)) != tuple(y.shape):
-        raise UserError(f"measurement {src} has shape {tuple(y.shape)}, which operator {spec!r} cannot produce")
-    return y, operator, s_y, fps
+            s_y = round(estimate_noise_sigma(y.chunks(16)), 5)
+            warn(f"estimated the noise level of {src}: sigma_y = {s_y:g} (Immerkaer); pass --sigma-y S to set it")
+    except BaseException:
+        y.close()
+        raise
+    return y, operator, s_y, y.fps
+
+
+def load_measurement(src: str | Path, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False, select: Selection | dict | None = None):
+    """Read a whole measurement file and rebuild its operator: :func:`open_measurement` with
+    the frames loaded. Returns ``(y, operator, sigma_y, fps)``."""
+    source, operator, s_y, fps = open_measurement(src, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated, select=select)
+    with source:
+        return source.load(), operator, s_y, fps
 
 
 def restore_file(
@@ -176,19 +237,28 @@ def restore_file(
     ray: Any = None,
     threads: int | None = None,
     allow_truncated: bool = False,
+    select: Selection | dict | None = None,
 ) -> dict:
-    """Restore the measurement file ``src`` into ``out``.
+    """Restore the measurement file ``src`` into ``out``, streaming.
 
     ``options``: the method's options object (e.g. :class:`~vidrestore.workflows.methods.SVIOptions`)
-    or a dict of option names (``restore``'s flags, e.g. ``{"cg_steps": 10}``).
+    or a dict of option names (``restore``'s flags, e.g. ``{"cg_steps": 10}``). ``select``:
+    restore part of ``src`` (:class:`Selection`: ``start``, ``frames``, ``crop``, ``resize``,
+    ``key``).
 
     The operator comes from ``op`` if given, else from ``src``'s sidecar (spec, seed,
     frame count, ``sigma_y``). ``seed`` is the sampling seed of the stochastic (diffusion)
     methods (``options["seed"]``, default 0); ``op_seed`` overrides the sidecar's operator
-    seed (see :func:`load_measurement`). ``backend``/``ray``/``threads``: see
+    seed (see :func:`open_measurement`). ``backend``/``ray``/``threads``: see
     :func:`~vidrestore.workflows.scale.restore_video`. ``out`` is checked before any work
     (:func:`~vidrestore.io.check_output`: never ``src`` or its sidecar). Returns a summary dict
     (method, op, seconds, output path). Nothing is written when the job fails.
+
+    Memory: the input is read window by window as the windows are solved (local backend; Ray
+    workers get the whole measurement) and the output is written as soon as frames are
+    finished, so peak memory depends on the window, not on the clip length; ``pvdnet`` runs
+    frame by frame. ``.mp4``/``.mov``/``.mkv``/``.avi`` outputs keep the audio of a video input
+    (cut to the selected frames) unless the operator changes the frame count.
 
     Blind methods (:data:`~vidrestore.workflows.methods.BLIND_METHODS`, e.g. ``pvdnet``)
     read ``src`` as a plain video and take no operator, noise level or operator seed.
@@ -196,26 +266,70 @@ def restore_file(
     check_output(out, [src])
     check_blind_flags(method, op=op, sigma_y=sigma_y, op_seed=op_seed)
     options = make_options(method, options, **({} if seed is None else {"seed": int(seed)}))
-    y, operator, s_y, fps = load_input(src, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
-    t0 = time.perf_counter()
-    x = restore_video(y, operator, method=method, sigma_y=s_y, options=options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads)
-    seconds = time.perf_counter() - t0
-    write_video(out, x, fps)
-    info = {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x.shape), "backend": backend}
+    spec = make_spec(method, options, device=device, threads=threads, backend=backend)
+    source, operator, s_y, fps = open_input(src, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated, select=select)
+    with source:
+        x_shape = tuple(operator.input_shape(tuple(source.shape)))
+        audio = output_audio(source, operator, out)
+        t0 = time.perf_counter()
+        with VideoWriter(out, fps, num_frames=x_shape[2], audio=audio) as writer:
+            if get_method(method).blind and backend == "local":
+                deblur_source(source, spec, writer.write, quiet=quiet)
+            else:
+                restore_video(source, operator, method=method, sigma_y=s_y, options=spec.options, device=device, quiet=quiet, backend=backend, ray=ray, threads=threads, sink=writer.write)
+        seconds = time.perf_counter() - t0
+    info = {"method": method, "op": operator.spec, "sigma_y": s_y, "seconds": seconds, "output": str(out), "shape": list(x_shape), "backend": backend, "audio": audio is not None}
     if get_method(method).blind:
-        info.update(_blind_summary(options))
+        info.update(_blind_summary(spec.options))
     return info
 
 
-def load_input(src: str | Path, method: str, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False):
-    """``(y, operator, sigma_y, fps)`` of the input file ``src`` of ``method``: a measurement
-    with its operator (:func:`load_measurement`), or for a blind method the video itself with
-    the identity operator (UserError, naming the flag, for ``op``/``sigma_y``/``op_seed``)."""
+def output_audio(source, operator, out: str | Path):
+    """The :class:`~vidrestore.io.stream.AudioCopy` that ``out`` should carry: the source's
+    audio over the selected frames, when the source has audio, ``out`` can hold it and the
+    operator keeps the frame count; ``None`` otherwise (with a warning when audio is dropped)."""
+    if not source.has_audio:
+        return None
+    suffix = Path(out).suffix.lower()
+    if suffix not in AUDIO_CONTAINERS:
+        warn(f"{out} cannot hold audio: the audio track of {source.path} is not kept (write .mp4, .mov, .mkv or .avi to keep it)")
+        return None
+    x_frames = operator.input_shape(tuple(source.shape))[2]
+    if x_frames != source.shape[2]:
+        warn(f"operator {operator.spec!r} changes the frame count ({source.shape[2]} measured, {x_frames} restored): {out} is written without the audio of {source.path}")
+        return None
+    return source.audio()
+
+
+def open_input(src: str | Path, method: str, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False, select: Selection | dict | None = None):
+    """``(source, operator, sigma_y, fps)`` of the input file ``src`` of ``method``, opened for
+    streaming (:class:`~vidrestore.io.stream.VideoSource`): a measurement with its operator
+    (:func:`open_measurement`), or for a blind method the video itself with the identity
+    operator (UserError, naming the flag, for ``op``/``sigma_y``/``op_seed``)."""
     if not get_method(method).blind:
-        return load_measurement(src, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated)
+        return open_measurement(src, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated, select=select)
     check_blind_flags(method, op=op, sigma_y=sigma_y, op_seed=op_seed)
-    y, fps = read_video(src, allow_truncated=allow_truncated)
-    return y, Identity(), 0.0, fps
+    sel = _selection(select)
+    y = open_video(src, start=sel.start, frames=sel.frames, crop=sel.crop, resize=sel.resize, allow_truncated=allow_truncated, key=sel.key)
+    return y, Identity(), 0.0, y.fps
+
+
+def load_input(src: str | Path, method: str, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None, allow_truncated: bool = False, select: Selection | dict | None = None):
+    """:func:`open_input` with the frames loaded: ``(y, operator, sigma_y, fps)``."""
+    source, operator, s_y, fps = open_input(src, method, op=op, sigma_y=sigma_y, op_seed=op_seed, allow_truncated=allow_truncated, select=select)
+    with source:
+        return source.load(), operator, s_y, fps
+
+
+def deblur_source(source, spec, sink, *, quiet: bool = True) -> None:
+    """Blind deblurring (``pvdnet``) of a streamed source, frame by frame: frames are read in
+    chunks and the deblurred frames passed to ``sink`` as they come (constant memory)."""
+    from .deblur import deblur_stream
+
+    worker = WindowWorker(spec)
+    state = worker.state()
+    with torch.no_grad():
+        deblur_stream(source.chunks(8), source.shape, state["net"], sink, flow=spec.options.flow, quiet=quiet)
 
 
 def check_blind_flags(method: str, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None) -> None:

@@ -378,14 +378,22 @@ def predict_file(src, out, *, weights=None, context: int = 2, frames: int = 14, 
     clips = 1 + (_clips_needed(frames - per, net.frames - 2) if frames > per else 0)
     with progress(clips * steps, "predict (sampler steps)", quiet) as cb:
         y = predict_video(net, x, frames, steps=steps, eta=eta, generator=g, step_callback=cb)
+    from ..io.stream import probe_audio
+
+    if probe_audio(src):
+        from ..errors import warn
+
+        warn(f"predicted frames have no sound: {out} is written without the audio of {src}")
     write_video(out, y[0], fps)
     return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
 
 def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int | None = None, steps: int = 50,
                      eta: float = 1.0, seed: int = 0, quiet: bool = False, allow_out_of_domain: bool = False) -> dict:
-    """Interpolate every gap of ``src`` by ``factor`` and write ``out`` (frame rate times ``factor``);
-    out-of-domain input as in :func:`predict_file`."""
+    """Interpolate every gap of ``src`` by ``factor`` and write ``out`` (frame rate times ``factor``,
+    so the duration is kept and a video output keeps the audio of ``src``); out-of-domain input
+    as in :func:`predict_file`. :func:`predict_file` writes no audio (the predicted frames have
+    none; a warning says so when ``src`` has an audio track)."""
     from ..io import read_video, write_video
     from .progress import progress
 
@@ -397,7 +405,13 @@ def interpolate_file(src, out, *, weights=None, factor: int = 7, max_frames: int
     g = torch.Generator().manual_seed(seed)
     with progress(max(0, x.shape[2] - 1) * steps, "interpolate (sampler steps)", quiet) as cb:
         y = interpolate_video(net, x, factor, steps=steps, eta=eta, generator=g, step_callback=cb)
-    write_video(out, y[0], fps * factor)
+    # The new frames fill the gaps, so the clip spans the same time: a video output keeps the
+    # audio of the frames read (.mp4/.mov/.mkv/.avi).
+    from ..io.stream import AudioCopy, VideoWriter, probe_audio
+
+    audio = AudioCopy(str(src), 0.0, None if max_frames is None else x.shape[2] / fps) if probe_audio(src) else None
+    with VideoWriter(out, fps * factor, num_frames=int(y.shape[2]), audio=audio) as writer:
+        writer.write(y[0])
     return {"output": str(out), "shape": tuple(y.shape), "warning": warning}
 
 

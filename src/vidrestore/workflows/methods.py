@@ -104,8 +104,10 @@ class Options:
 
 @dataclass(frozen=True)
 class WindowedOptions(Options):
-    """Temporal windows: ``window`` frames per solve (``None``: the whole clip), ``overlap``
-    frames shared by consecutive window cores, ``context`` discarded frames per interior edge."""
+    """Temporal windows: ``window`` frames per solve (``None``: 16 frames, more when the
+    operator's temporal support needs it, :func:`~vidrestore.solvers.windows.default_window`;
+    clips that short are solved whole), ``overlap`` frames shared by consecutive window cores,
+    ``context`` discarded frames per interior edge."""
 
     window: int | None = None
     overlap: int = 4

@@ -105,7 +105,8 @@ def run_videos(
             loaded at once).
         pool: Runs windows: ``put(job) -> handle``, ``submit(tag, handle, k)``, ``idle()``,
             ``busy()``, ``wait() -> (tag, core, exception)``, ``max_retries``, ``max_videos``.
-        on_done: ``on_done(key, x)`` with the stitched video, in completion order. An
+        on_done: ``on_done(key, x)`` with the stitched video (``None`` for a job with a
+            ``sink``, which has received every frame by then), in completion order. An
             exception in it fails that video (passed to ``on_failed``), except
             ``KeyboardInterrupt``, which stops everything.
         on_failed: ``on_failed(key, exc)`` when loading, a window (after its retries) or
@@ -128,7 +129,7 @@ def run_videos(
             except Exception as e:  # noqa: BLE001 - an unreadable input fails only its item
                 on_failed(key, e)
                 continue
-            active[key] = {"job": job, "handle": pool.put(job), "stitch": job.problem.stitcher()}
+            active[key] = {"job": job, "handle": pool.put(job), "stitch": job.problem.stitcher(emit=job.sink)}
             queue.extend((key, k, 0) for k in range(len(job.problem)))
         while queue and pool.idle():
             key, k, attempt = queue.popleft()
@@ -156,7 +157,12 @@ def run_videos(
             err.__cause__ = exc
             on_failed(key, err)
             continue
-        state["stitch"].add(k, core)
+        try:
+            state["stitch"].add(k, core)  # streaming: may write finished frames (job.sink)
+        except Exception as e:  # noqa: BLE001 - e.g. the output cannot be written: fails this video
+            del active[key]
+            on_failed(key, e)
+            continue
         if on_window is not None:
             on_window(key, k)
         if state["stitch"].done:
@@ -195,7 +201,8 @@ def restore_video(
     ray: Any = None,
     threads: int | None = None,
     key: str = "video",
-) -> torch.Tensor:
+    sink: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor | None:
     """Restore a measurement ``y`` (pixel units) with a named method; returns ``(B,C,T,H,W)``
     in ``[0, 1]`` on the CPU.
 
@@ -207,9 +214,16 @@ def restore_video(
     :class:`~vidrestore.workflows.distributed.RayConfig`). With the same ``threads`` (torch CPU
     threads per window solve) both backends give bit-identical output. Blind methods
     (``pvdnet``) take the identity operator.
+
+    Streaming: ``y`` may be a :class:`~vidrestore.io.stream.VideoSource` (the local backend then
+    reads each window's frames when it solves it), and with ``sink`` the finished frames are
+    passed to ``sink`` in order as they are stitched (e.g. ``VideoWriter.write``) and ``None``
+    is returned, so memory holds about two windows instead of the clip.
     """
     spec = make_spec(method, options, device=device, threads=threads, backend=backend)
-    job = plan_job(key, y, op, sigma_y, spec)
+    if backend != "local" and not isinstance(y, torch.Tensor):
+        y = y.load()  # remote workers get the measurement itself, once per video
+    job = plan_job(key, y, op, sigma_y, spec, sink=sink)
     n = len(job.problem)
     out: dict[str, torch.Tensor] = {}
 
@@ -225,4 +239,4 @@ def restore_video(
                 on_done=lambda k, x: out.__setitem__(k, x), on_failed=failed,
                 on_window=None if local else (lambda *_: bar()),
             )
-    return out[key].float().cpu()
+    return None if sink is not None else out[key].float().cpu()

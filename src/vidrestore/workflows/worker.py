@@ -12,8 +12,8 @@ import torch
 
 from ..errors import UserError
 from ..ops.base import LinearOperator
-from ..solvers.windows import WindowedProblem
-from .methods import Options, get_method, make_options, prior_dtype, resolve_device
+from ..solvers.windows import WindowedProblem, default_window
+from .methods import Options, WindowedOptions, get_method, make_options, prior_dtype, resolve_device
 
 __all__ = ["JobFailed", "WorkerSpec", "make_spec", "VideoJob", "plan_job", "WindowWorker"]
 
@@ -57,18 +57,33 @@ def make_spec(method: str, options: Options | dict | None = None, *, device: str
 
 @dataclass
 class VideoJob:
-    """One video to restore: its windowed problem and noise level; ``key`` names it in messages."""
+    """One video to restore: its windowed problem and noise level; ``key`` names it in messages.
+
+    ``sink``: when set, finished output frames are passed to it in order as ``(B, C, n, H, W)``
+    chunks while the windows are stitched (streaming), instead of being kept until the end; it
+    stays on the driver (never shipped to remote workers)."""
 
     key: str
     problem: WindowedProblem
     sigma_y: float
+    sink: Callable[[torch.Tensor], None] | None = None
 
 
-def plan_job(key: str, y: torch.Tensor, op: LinearOperator, sigma_y: float, spec: WorkerSpec) -> VideoJob:
-    """Plan ``y`` into the method's temporal windows (``window``/``overlap``/``context`` options)."""
+def plan_job(key: str, y: Any, op: LinearOperator, sigma_y: float, spec: WorkerSpec, *, sink: Callable[[torch.Tensor], None] | None = None) -> VideoJob:
+    """Plan ``y`` into the method's temporal windows (``window``/``overlap``/``context`` options).
+
+    ``y``: the measurement, a ``(B, C, T, H, W)`` tensor or a lazily read
+    :class:`~vidrestore.io.stream.VideoSource` (a window's frames are then read when it is
+    solved). Methods with windows and no ``window`` set get
+    :func:`~vidrestore.solvers.windows.default_window` frames; methods without windows
+    (``pvdnet``) get the whole clip."""
     o = spec.options
-    problem = WindowedProblem(op, y.cpu(), window=getattr(o, "window", None), overlap=int(getattr(o, "overlap", 4)), context=int(getattr(o, "context", 0)))
-    return VideoJob(key, problem, float(sigma_y))
+    overlap, context = int(getattr(o, "overlap", 4)), int(getattr(o, "context", 0))
+    window = getattr(o, "window", None)
+    if window is None and isinstance(o, WindowedOptions):
+        window = default_window(op, overlap=overlap, context=context)
+    problem = WindowedProblem(op, y.cpu(), window=window, overlap=overlap, context=context)
+    return VideoJob(key, problem, float(sigma_y), sink)
 
 
 @contextmanager

@@ -130,6 +130,14 @@ def test_cli_ui_help():
     assert r.exit_code == 0 and "--port" in r.output and "gradio_client" in r.output
 
 
+def test_cli_ui_without_gradio_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
+    r = CliRunner().invoke(cli, ["ui", "--port", "7999"])
+    assert r.exit_code == 2 and "vidrestore: error: the web app needs Gradio: pip install 'vidrestore[ui]'" in r.output
+
+
 # ------------------------------------------------------------------------------ the running app
 
 

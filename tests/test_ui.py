@@ -191,7 +191,7 @@ def test_browser_upload_run_cg_shows_the_output(app_url, clips):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     try:
-        wait = WebDriverWait(driver, 60, poll_frequency=0.25)
+        wait = WebDriverWait(driver, 180, poll_frequency=0.25)  # generous for a busy CI machine; seconds at rest
         driver.get(app_url)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#clip input[type=file]"))
         driver.find_element(By.CSS_SELECTOR, "#clip input[type=file]").send_keys(str(clips / "tiny.mp4"))
@@ -214,5 +214,12 @@ def test_browser_upload_run_cg_shows_the_output(app_url, clips):
         assert driver.find_elements(By.CSS_SELECTOR, "#video-in video[src]")
         download = driver.find_element(By.ID, "download").text
         assert "restored" in download and ".mp4" in download, download
+        # A mistake shows the CLI's one line.
+        spec.clear()
+        spec.send_keys("blur:gaus:1")
+        line = "vidrestore: error: bad operator token 'blur:gaus:1'"
+        wait.until(lambda d: line in d.find_element(By.ID, "estimate").text)  # the estimate already says so
+        driver.find_element(By.ID, "run").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").text.count(line) >= 2)  # and so does the job's error
     finally:
         driver.quit()

@@ -29,6 +29,8 @@ ALLOWED = {
     "priors": L0 | {"nets", "diffusion", "checkpoint"},
     "train": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors"},
     "workflows": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors", "train", "consistency"},
+    # the web app (vidrestore ui): a front end like the CLI, one layer below it.
+    "ui": L0 | {"ops", "flow", "io", "metrics", "nets", "diffusion", "solvers", "checkpoint", "data", "priors", "train", "consistency", "workflows"},
     "cli": None,  # top layer: anything
 }
 

@@ -19,6 +19,19 @@ class VidrestoreWarning(UserWarning):
     """Something the user should know about their data (e.g. a truncated input accepted)."""
 
 
+def error_line(exc: BaseException) -> str | None:
+    """The one line shown for a user-facing error, the same in the CLI and the web app:
+    ``vidrestore: error: MESSAGE`` for a :class:`UserError` and for an ``OSError`` on a user's
+    path (missing file, permissions, disk full, read-only file system); ``None`` for anything
+    else (a bug, shown with its traceback)."""
+    if isinstance(exc, UserError):
+        return f"vidrestore: error: {exc}"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"vidrestore: error: {exc.strerror or exc}{where}"
+    return None
+
+
 def warn(message: str) -> None:
     """Issue a :class:`VidrestoreWarning` (printed by the CLI as one line on stderr)."""
     warnings.warn(message, VidrestoreWarning, stacklevel=3)

@@ -17,7 +17,7 @@ import warnings
 import click
 
 from .. import __version__
-from ..errors import UserError, VidrestoreWarning
+from ..errors import UserError, VidrestoreWarning, error_line
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 
@@ -62,12 +62,8 @@ class Group(click.Group):
                 warnings.filterwarnings("ignore", message=r"(?is).*pickle.*protocol", category=UserWarning)
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
-        except UserError as e:
-            click.echo(f"vidrestore: error: {e}", err=True)
-            sys.exit(2)
-        except OSError as e:  # missing input, permissions, disk full, read-only file system, ...
-            where = f": {e.filename}" if e.filename else ""
-            click.echo(f"vidrestore: error: {e.strerror or e}{where}", err=True)
+        except (UserError, OSError) as e:  # OSError: missing input, permissions, disk full, read-only file system, ...
+            click.echo(error_line(e), err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("vidrestore: interrupted", err=True)
@@ -585,6 +581,21 @@ def info():
         "samples": {k: (str(v) if v else None) for k, v in list_samples().items()},
     }
     click.echo(json.dumps(d, indent=2))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, help="Port of the app.")
+def ui(host, port):
+    """Web app: upload or pick a clip, restore it in the browser, compare and download (pip install 'vidrestore[ui]').
+
+    Scripts call its 'restore' endpoint with gradio_client: (video file, operator spec, method) -> restored .mp4."""
+    from ..ui.app import import_gradio
+
+    import_gradio()
+    from ..ui import serve
+
+    serve(host=host, port=port)
 
 
 def main(argv=None):

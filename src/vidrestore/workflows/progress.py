@@ -5,6 +5,10 @@ a frame, a sampler step). When the first step shows that the job will take longe
 minute, one line estimates the total time on this machine; when the job ends, one line gives
 the steps done and the wall time (and says when an iterative solver stopped early because it
 converged).
+
+Other front ends (the web app of ``vidrestore ui``) follow the same steps with
+:func:`progress_listener`: every :func:`progress` block opened inside it reports
+``(done, total, desc)`` to the listener after each step.
 """
 
 from __future__ import annotations
@@ -12,8 +16,13 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable
 
 from tqdm.auto import tqdm
+
+#: Listeners of the progress blocks opened in this context (:func:`progress_listener`).
+_LISTENERS: ContextVar[tuple[Callable[[int, int, str], None], ...]] = ContextVar("vidrestore_progress_listeners", default=())
 
 #: Jobs whose first step predicts more than this many seconds get an up-front estimate line.
 ESTIMATE_AFTER_S = 30.0
@@ -28,6 +37,18 @@ def _duration(seconds: float) -> str:
 
 
 @contextmanager
+def progress_listener(listener: Callable[[int, int, str], None]):
+    """Report every step of the :func:`progress` blocks opened inside this block to
+    ``listener(done, total, desc)`` (also once with ``done = 0`` when a block opens), in
+    addition to their bars. Listeners nest; they are per thread/task (a context variable)."""
+    token = _LISTENERS.set(_LISTENERS.get() + (listener,))
+    try:
+        yield
+    finally:
+        _LISTENERS.reset(token)
+
+
+@contextmanager
 def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps", stream=None):
     """Yield a callback that advances a tqdm bar by one step per call (``total`` steps).
 
@@ -39,10 +60,15 @@ def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps",
                dynamic_ncols=True, mininterval=0.5, file=out)
     t0 = time.perf_counter()
     state = {"n": 0}
+    listeners = _LISTENERS.get()
+    for listener in listeners:
+        listener(0, total, desc)
 
     def step(info=None):
         bar.update(1)
         state["n"] += 1
+        for listener in listeners:
+            listener(state["n"], total, desc)
         if state["n"] == 1 and not quiet and total > 1:
             estimate = (time.perf_counter() - t0) * total
             if estimate > ESTIMATE_AFTER_S:

@@ -22,7 +22,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["tile_starts", "ramp", "tiled_map", "resolve_tile", "AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_TILE_OVERLAP"]
+__all__ = ["tile_starts", "ramp", "tiled_map", "tile_boxes", "resolve_tile", "AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_TILE_OVERLAP"]
 
 #: ``tile="auto"`` tiles frames with more pixels than this (512 x 512).
 AUTO_TILE_PIXELS = 512 * 512
@@ -75,39 +75,51 @@ def tiled_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
         ``(..., H, W)``: the blended output, same dtype as ``fn``'s outputs.
     """
     h, w = x.shape[-2:]
-    if not tile:
+    boxes = tile_boxes(h, w, tile, overlap, multiple=multiple, device=x.device)
+    if boxes is None:
         return fn(x)
+    out = weight = None
+    for k, (y0, x0, th, tw, wt) in enumerate(boxes):
+        y = fn(x[..., y0 : y0 + th, x0 : x0 + tw])
+        if y.shape[-2:] != (th, tw):
+            raise ValueError(f"tiled_map: fn changed a tile's size from {(th, tw)} to {tuple(y.shape[-2:])}")
+        if out is None:
+            out = y.new_zeros(*y.shape[:-2], h, w)
+            weight = y.new_zeros(h, w)
+        wt = wt.to(y.dtype)
+        out[..., y0 : y0 + th, x0 : x0 + tw] += y * wt
+        weight[y0 : y0 + th, x0 : x0 + tw] += wt
+        if callback is not None:
+            callback({"tile": k + 1, "tiles": len(boxes)})
+    return out / weight
+
+
+def tile_boxes(h: int, w: int, tile: int | tuple[int, int] | None, overlap: int = DEFAULT_TILE_OVERLAP, *, multiple: int = 1,
+               device=None) -> list[tuple[int, int, int, int, torch.Tensor]] | None:
+    """The tiles :func:`tiled_map` uses for an ``h x w`` frame: ``(y0, x0, th, tw, weight)``
+    with the ``(th, tw)`` blending weights of the tile (unnormalised; they ramp over the part
+    shared with each neighbour), or ``None`` when one call covers the frame."""
+    if not tile:
+        return None
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     th, tw = max(multiple, th // multiple * multiple), max(multiple, tw // multiple * multiple)
     if th >= h and tw >= w:
-        return fn(x)
+        return None
     th, tw = min(th, h), min(tw, w)
     ys = tile_starts(h, th, min(overlap, th - 1))
     xs = tile_starts(w, tw, min(overlap, tw - 1))
-    out = weight = None
-    n, k = len(ys) * len(xs), 0
+    boxes = []
     for iy, y0 in enumerate(ys):
         # Ramps only where a neighbour overlaps: the actual overlap with the previous/next tile.
         top = ys[iy - 1] + th - y0 if iy > 0 else 0
         bottom = y0 + th - ys[iy + 1] if iy + 1 < len(ys) else 0
-        wy = ramp(th, top, bottom, device=x.device)
+        wy = ramp(th, top, bottom, device=device)
         for ix, x0 in enumerate(xs):
             left = xs[ix - 1] + tw - x0 if ix > 0 else 0
             right = x0 + tw - xs[ix + 1] if ix + 1 < len(xs) else 0
-            wx = ramp(tw, left, right, device=x.device)
-            y = fn(x[..., y0 : y0 + th, x0 : x0 + tw])
-            if y.shape[-2:] != (th, tw):
-                raise ValueError(f"tiled_map: fn changed a tile's size from {(th, tw)} to {tuple(y.shape[-2:])}")
-            if out is None:
-                out = y.new_zeros(*y.shape[:-2], h, w)
-                weight = y.new_zeros(h, w)
-            wt = (wy[:, None] * wx[None, :]).to(y.dtype)
-            out[..., y0 : y0 + th, x0 : x0 + tw] += y * wt
-            weight[y0 : y0 + th, x0 : x0 + tw] += wt
-            k += 1
-            if callback is not None:
-                callback({"tile": k, "tiles": n})
-    return out / weight
+            wx = ramp(tw, left, right, device=device)
+            boxes.append((y0, x0, th, tw, wy[:, None] * wx[None, :]))
+    return boxes
 
 
 def resolve_tile(tile: int | str | None, height: int, width: int) -> int | None:

@@ -11,6 +11,7 @@ network's own LiteFlowNet, as in the paper), ``"dis"`` (OpenCV DIS on the blurry
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from ..checkpoint import from_pretrained
 from ..errors import UserError
 from ..nets import PVDNetDeblur
 from ..nets.pvdnet import deblur_frames
+from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile, tile_boxes
 from .progress import progress
 
 __all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_pvdnet_weights", "pvdnet_flow_fn", "deblur_video_pvdnet", "deblur_stream"]
@@ -104,27 +106,41 @@ def deblur_stream(
     flow: str | None = None,
     quiet: bool = True,
     chunk: int = 8,
+    tile: int | str | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
 ) -> None:
     """:func:`deblur_video_pvdnet` on a stream: ``chunks`` of ``(B, 3, n, H, W)`` frames in
     ``[0, 1]`` (``shape``: the whole clip's ``(B, 3, T, H, W)``, for checks and progress) go in,
     deblurred ``(B, 3, m, H, W)`` chunks of up to ``chunk`` frames go to ``sink`` in order.
     Memory holds a few frames, whatever the clip length; the frames equal
-    :func:`deblur_video_pvdnet`'s."""
+    :func:`deblur_video_pvdnet`'s.
+
+    ``tile`` (:func:`vidrestore.tiling.resolve_tile`: ``"auto"``, ``"off"``, a side in pixels):
+    every spatial tile runs its own recurrence (its own previous output) and the tiles' frames
+    are blended over ``tile_overlap`` pixels, the same result as
+    :func:`vidrestore.tiling.tiled_map` around :func:`deblur_video_pvdnet`."""
     if len(shape) != 5 or shape[1] != 3:
         raise UserError(f"pvdnet needs an RGB video (B, 3, T, H, W), got {tuple(shape)}")
     if min(shape[-2:]) < 32:
         raise UserError(f"pvdnet needs frames of at least 32x32 pixels, got {shape[-2]}x{shape[-1]}")
     _, flow_fn, zero = pvdnet_flow_fn(net, flow)
     dev = next(net.parameters()).device
+    h, w = int(shape[-2]), int(shape[-1])
+    side = resolve_tile(tile, h, w)
+    if side is not None and tile_overlap >= min(side, h, w):
+        raise UserError(f"--tile-overlap must be below the tile side {side}, got {tile_overlap}")
+    # Tiles are multiples of 4 (the network's stride; it copies a smaller frame's remainder).
+    boxes = tile_boxes(h, w, side, tile_overlap, multiple=4, device=dev)
 
     def frames():
         for c in chunks:
             for t in range(c.shape[2]):
                 yield c[:, :, t].to(dev)
 
+    outputs = deblur_frames(net, frames(), zero_flow=zero, flow_fn=flow_fn) if boxes is None else _tiled_frames(net, frames(), boxes, zero, flow_fn)
     buf: list[torch.Tensor] = []
     with torch.no_grad(), progress(int(shape[2]), "pvdnet", quiet) as cb:
-        for out in deblur_frames(net, frames(), zero_flow=zero, flow_fn=flow_fn):
+        for out in outputs:
             buf.append(out.float().cpu())
             cb()
             if len(buf) == chunk:
@@ -132,3 +148,56 @@ def deblur_stream(
                 buf = []
     if buf:
         sink(torch.stack(buf, 2))
+
+
+class _Feed:
+    """An iterator fed from outside: ``put`` frames in, ``close`` at the end of the stream."""
+
+    def __init__(self):
+        self.items: deque = deque()
+        self.closed = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.items:
+            return self.items.popleft()
+        if self.closed:
+            raise StopIteration
+        raise RuntimeError("tiled PVDNet stream read ahead of its input")
+
+
+def _tiled_frames(net, frames, boxes, zero, flow_fn):
+    """Deblurred frames of a stream, one recurrence per spatial tile, blended. Each tile's
+    recurrence yields frame t once it has read frame t+1, so all tiles advance together."""
+    feeds = [_Feed() for _ in boxes]
+    runs = [deblur_frames(net, f, zero_flow=zero, flow_fn=flow_fn) for f in feeds]
+    norm = None
+
+    def blend():
+        nonlocal norm
+        out = None
+        for (y0, x0, th, tw, wt), run in zip(boxes, runs):
+            o = next(run)
+            if out is None:
+                out = o.new_zeros(*o.shape[:-2], *frame_hw)
+            out[..., y0 : y0 + th, x0 : x0 + tw] += o * wt.to(o.dtype)
+        if norm is None:
+            norm = out.new_zeros(frame_hw)
+            for y0, x0, th, tw, wt in boxes:
+                norm[y0 : y0 + th, x0 : x0 + tw] += wt.to(out.dtype)
+        return out / norm
+
+    n = 0
+    for f in frames:
+        frame_hw = tuple(f.shape[-2:])
+        for feed, (y0, x0, th, tw, _) in zip(feeds, boxes):
+            feed.items.append(f[..., y0 : y0 + th, x0 : x0 + tw])
+        n += 1
+        if n >= 2:
+            yield blend()
+    for feed in feeds:
+        feed.closed = True
+    if n:
+        yield blend()

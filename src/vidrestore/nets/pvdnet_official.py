@@ -222,8 +222,7 @@ def pvdnet_from_official(state: _Tensors, bimnet: _Tensors | LiteFlowNet | None 
         flow_net = liteflownet_from_official(bim_part, what)
     net = PVDNetDeblur(flow_net.config, cnn.config)
     net.bimnet, net.pvdnet = flow_net, cnn
-    config = {k: v for k, v in cnn.config.items()}
     net.pretrained_config = {  # type: ignore[attr-defined]
-        "class": "pvdnet_deblur", "kwargs": net.config, "source": "official", "variant": official_variant(config), "flow": "bimnet",
+        "class": "pvdnet_deblur", "kwargs": net.config, "source": "official", "variant": official_variant(cnn.config), "flow": "bimnet",
     }
     return net.eval()

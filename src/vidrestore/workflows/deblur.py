@@ -6,7 +6,8 @@ Two trained models ship in ``vidrestore/weights``: ``pvdnet-medium`` (the defaul
 trained BIMNet) and ``pvdnet-small`` (faster, DIS flow); :func:`load_pvdnet` takes a folder or
 one of these names. A model's ``config.json`` names the flow that feeds the pixel volume by default (``"flow"``): ``"bimnet"`` (the
 network's own LiteFlowNet, as in the paper), ``"dis"`` (OpenCV DIS on the blurry frames) or
-``"zero"`` (no motion compensation, an ablation).
+``"zero"`` (no motion compensation, an ablation). The official release files of the paper's
+authors (``--weights PVDNet_DVD.pytorch``) load too (:mod:`.pvdnet_official`).
 """
 
 from __future__ import annotations
@@ -44,12 +45,27 @@ def resolve_pvdnet_weights(weights: str | Path | None) -> Path:
     return path
 
 
-def load_pvdnet(weights: str | Path | None = None, device: str | torch.device = "cpu") -> PVDNetDeblur:
-    """Load a PVDNet weight folder or bundled model name (default: :data:`DEFAULT_PVDNET`)."""
+def load_pvdnet(weights: str | Path | None = None, device: str | torch.device = "cpu", bimnet: str | Path | None = None) -> PVDNetDeblur:
+    """Load a PVDNet weight folder or bundled model name (default: :data:`DEFAULT_PVDNET`),
+    or an official release file (``PVDNet_DVD.pytorch``, ...; see :mod:`.pvdnet_official`).
+
+    ``bimnet``: an official ``BIMNet.pytorch`` or a BIMNet weight folder whose flow network
+    replaces the model's own; the default flow then becomes ``"bimnet"``.
+    """
+    from .pvdnet_official import is_state_dict_file, load_bimnet, load_official_pvdnet
+
     path = resolve_pvdnet_weights(weights)
+    if not path.exists() and path.suffix in (".pytorch", ".pth", ".pt"):
+        raise UserError(f"weights file not found: {path}")
+    if is_state_dict_file(path):
+        return load_official_pvdnet(path, bimnet, device)
     net = from_pretrained(path, device=device)
     if not isinstance(net, PVDNetDeblur):
         raise UserError(f"{path} holds a {type(net).__name__}, not a PVDNet model")
+    if bimnet is not None:
+        net.bimnet = load_bimnet(bimnet, device).eval()
+        net.config = {**net.config, "bimnet": net.bimnet.config}
+        net.pretrained_config = {**net.pretrained_config, "flow": "bimnet", "bimnet": str(bimnet)}
     return net
 
 

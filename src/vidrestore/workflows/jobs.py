@@ -346,9 +346,12 @@ def _blind_summary(options) -> dict:
     """What a blind method ran with (pvdnet: weights and flow), for the summary line."""
     from ..checkpoint import load_config
     from .deblur import resolve_pvdnet_weights
+    from .pvdnet_official import is_state_dict_file
 
     path = resolve_pvdnet_weights(options.weights)
-    flow = options.flow or load_config(path).get("flow", "bimnet")
+    # Official release files (and a given --bimnet) run BIMNet flow by default.
+    own = "bimnet" if is_state_dict_file(path) or getattr(options, "bimnet", None) else load_config(path).get("flow", "bimnet")
+    flow = options.flow or own
     return {"op": f"blind (flow {flow})", "weights": str(path), "flow": flow}
 
 

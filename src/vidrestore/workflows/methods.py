@@ -229,10 +229,12 @@ class DiffIR2VROptions(PriorOptions):
 
 @dataclass(frozen=True)
 class PVDNetOptions(Options):
-    """``-m pvdnet``: weight folder or bundled name (``None``: the default model) and the flow
-    of the pixel volume (``None``: the weights' own)."""
+    """``-m pvdnet``: weight folder, bundled name or official release file (``None``: the
+    default model), an optional BIMNet (official ``BIMNet.pytorch`` or a folder) replacing the
+    model's flow network, and the flow of the pixel volume (``None``: the weights' own)."""
 
     weights: str | None = None
+    bimnet: str | None = None
     flow: str | None = None
     #: Spatial tiles of the whole clip (each tile is deblurred as a video and blended):
     #: ``"auto"`` above 512 x 512 pixels, ``"off"``/``0`` never, or a tile side in pixels.
@@ -422,7 +424,7 @@ DIFFIR2VR_BASE = {k: getattr(DiffIR2VROptions, k) for k in ("eta", "cg_steps", "
 def _setup_pvdnet(o: PVDNetOptions, device):
     from .deblur import load_pvdnet
 
-    return {"net": load_pvdnet(o.weights, device)}
+    return {"net": load_pvdnet(o.weights, device, bimnet=o.bimnet)}
 
 
 def _run_pvdnet(op, y, sigma_y, o: PVDNetOptions, callback, *, frame_ids=None, state=None):

@@ -234,6 +234,8 @@ def _blind_summary(options) -> dict:
 
     path = resolve_pvdnet_weights(options.weights)
     flow = options.flow or load_config(path).get("flow", "bimnet")
+    if not options.flow and flow == "bimnet":
+        flow = "auto"  # a model's own BIMNet is used through the size rule (see .deblur.auto_flow)
     return {"op": f"blind (flow {flow})", "weights": str(path), "flow": flow}
 
 

@@ -9,7 +9,8 @@ Data: the real clips of ``benchmarks/protocol.yaml`` (tune split: bikes, vtest; 
 city, box, cup, tree), read from their protocol start frame, resized so that the shorter side
 is ``--size[0]`` (aspect kept) and centre-cropped to ``--size``. Each blurry frame is the
 linear-light (gamma 2.2) average of ``--avg`` consecutive frames (disjoint windows, as Nah
-et al. build GoPro); its ground truth is the middle frame. ``--windows`` blurry frames per clip.
+et al. build GoPro); its ground truth is the middle frame (for an even ``--avg``, the later
+of the two middle frames). ``--windows`` blurry frames per clip.
 
 Configurations (``--configs``; ``flow/colour/guard``):
 
@@ -27,7 +28,7 @@ configuration's gain over the blurry input per clip, the mean with a 95 % Studen
 over clips, and the minimum; and the mean colour shift of the output against the input
 (``mean(out) - mean(in)`` per channel, in 8-bit levels, averaged over clips).
 
-Writes ``pvdnet_real_avg_<split>.md`` and ``.json`` under ``--out``.
+Writes ``pvdnet_real_avg_<split>_avg<N>.md`` and ``.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ def clip_path(spec: str) -> Path:
 def averaged_clip(path: Path, start: int, windows: int, avg: int, size: tuple[int, int]):
     """``(blurry, sharp)``, each ``(1, 3, windows, H, W)``: linear-light averages of ``avg``
     consecutive frames and their middle frames, at ``size`` (shorter side resized, centre crop)."""
-    v, _ = read_video(path, start=start, frames=windows * avg)
+    need = windows * avg
+    # Some clips hold fewer frames than their container declares (tree.avi): read what is there
+    # and move the window back so that it ends at the last decodable frame.
+    v, _ = read_video(path, max_frames=start + need, allow_truncated=True)
+    if v.shape[2] < need:
+        raise SystemExit(f"{path} has only {v.shape[2]} frames; {need} needed")
+    s0 = min(start, v.shape[2] - need)
+    if s0 != start:
+        print(f"{path.name}: {v.shape[2]} decodable frames, window starts at {s0} instead of {start}", flush=True)
+    v = v[:, :, s0 : s0 + need]
     _, _, t, h, w = v.shape
     s = size[0] / min(h, w) if size[0] / h * w >= size[1] else size[1] / w
     rh, rw = max(size[0], round(h * s)), max(size[1], round(w * s))
@@ -156,8 +166,8 @@ def main():
     res["summary"] = summary
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"pvdnet_real_avg_{args.split}.md").write_text("\n".join(lines))
-    (out / f"pvdnet_real_avg_{args.split}.json").write_text(json.dumps(res, indent=1))
+    (out / f"pvdnet_real_avg_{args.split}_avg{args.avg}.md").write_text("\n".join(lines))
+    (out / f"pvdnet_real_avg_{args.split}_avg{args.avg}.json").write_text(json.dumps(res, indent=1))
     print("\n".join(lines))
 
 

@@ -14,7 +14,8 @@ Sets:
   linear-light (gamma 2.2) average of 3 consecutive frames, the ground truth is the middle
   one (disjoint windows, as Nah et al. build GoPro); centre crop ``--real-crop``.
 
-Methods: the blurry input; per-frame Wiener deconvolution with a linear motion kernel
+Methods (the network alone: ``restore``'s colour correction and guard are off here, see
+``benchmarks/pvdnet_real_avg.py``): the blurry input; per-frame Wiener deconvolution with a linear motion kernel
 estimated from DIS flow (classical baseline); PVDNet with zero flow (no motion
 compensation, the ablation: same weights); PVDNet with its BIMNet flow; PVDNet with DIS
 flow. Metrics: the paper's aligned protocol (16-px border, gain fit, integer DFT
@@ -123,7 +124,7 @@ def averaged_real(name: str, path: Path, windows: int, crop: tuple[int, int], av
 def run_methods(net, blurry):
     outs = {"blurry input": blurry, "Wiener (DIS kernel)": wiener_video(blurry)}
     for label, flow in (("PVDNet, zero flow (ablation)", "zero"), ("PVDNet, BIMNet flow", "bimnet"), ("PVDNet, DIS flow", "dis")):
-        outs[label] = deblur_video_pvdnet(blurry, net, flow=flow)
+        outs[label] = deblur_video_pvdnet(blurry, net, flow=flow, colour=False, guard=False)
     return outs
 
 
@@ -135,7 +136,7 @@ def timing(net, frames: int):
     res["Wiener (DIS kernel)"] = (time.perf_counter() - t0) / frames
     for label, flow in (("PVDNet, zero flow (ablation)", "zero"), ("PVDNet, BIMNet flow", "bimnet"), ("PVDNet, DIS flow", "dis")):
         t0 = time.perf_counter()
-        deblur_video_pvdnet(video, net, flow=flow)
+        deblur_video_pvdnet(video, net, flow=flow, colour=False, guard=False)
         res[label] = (time.perf_counter() - t0) / frames
     res["blurry input"] = 0.0
     return res

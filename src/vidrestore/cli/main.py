@@ -185,7 +185,7 @@ _METHOD_FLAGS = [
     (click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4)."), "overlap"),
     (click.option("--weights", default=None, help="pvdnet: weight folder, bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README) or an official release file (PVDNet_DVD.pytorch, PVDNet_nah.pytorch, PVDNet_large_nah.pytorch)."), "weights"),
     (click.option("--bimnet", default=None, help="pvdnet: flow network replacing the model's BIMNet: the official BIMNet.pytorch or a BIMNet weight folder (the flow then defaults to bimnet)."), "bimnet"),
-    (click.option("--flow", type=click.Choice(["bimnet", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume (default: from the weights' config)."), "flow"),
+    (click.option("--flow", type=click.Choice(["auto", "bimnet", "bimnet-pyramid", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume: auto (BIMNet near its training size, DIS on larger frames), bimnet, bimnet-pyramid (BIMNet on a downscaled copy), dis or zero (default: auto for the bundled models; bimnet for official files or with --bimnet; else the weights' own)."), "flow"),
     (click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds)."), "base"),
     (click.option("--paper", is_flag=True, default=None, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours."), "paper"),
     (click.option("--batch-size", type=click.IntRange(min=1), default=None, help="diffir2vr: frames per batch, one keyframe each (5; paper 10)."), "batch_size"),

@@ -20,6 +20,7 @@ from .estimators import (
     to_gray_u8,
 )
 from .pair import FlowPair, flow_pair
+from .pyramid import pyramid_flow, pyramid_size
 from .warp import check_flow, flow_grid, resize_flow, warp
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "flow_estimators",
     "flow_grid",
     "get_flow_estimator",
+    "pyramid_flow",
+    "pyramid_size",
     "resize_flow",
     "to_gray_u8",
     "warp",

@@ -349,9 +349,15 @@ def _blind_summary(options) -> dict:
     from .pvdnet_official import is_state_dict_file
 
     path = resolve_pvdnet_weights(options.weights)
-    # Official release files (and a given --bimnet) run BIMNet flow by default.
-    own = "bimnet" if is_state_dict_file(path) or getattr(options, "bimnet", None) else load_config(path).get("flow", "bimnet")
-    flow = options.flow or own
+    # Official release files (and a given --bimnet) keep their own BIMNet flow by default;
+    # a bundled model's own BIMNet goes through the size rule (see .deblur.auto_flow).
+    if options.flow:
+        flow = options.flow
+    elif is_state_dict_file(path) or getattr(options, "bimnet", None):
+        flow = "bimnet"
+    else:
+        flow = load_config(path).get("flow", "bimnet")
+        flow = "auto" if flow == "bimnet" else flow
     return {"op": f"blind (flow {flow})", "weights": str(path), "flow": flow}
 
 

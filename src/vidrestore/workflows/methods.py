@@ -28,7 +28,7 @@ import torch
 from ..errors import UserError
 from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
 from ..tensor import resolve_device
-from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile, tiled_map
+from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile
 
 __all__ = [
     "Options", "WindowedOptions", "CGOptions", "ADMMTVOptions", "BaselineOptions", "DenoiserOptions", "PriorOptions", "SVIOptions",
@@ -429,17 +429,15 @@ def _setup_pvdnet(o: PVDNetOptions, device):
 
 def _run_pvdnet(op, y, sigma_y, o: PVDNetOptions, callback, *, frame_ids=None, state=None):
     """PVDNet (Son et al., ACM TOG 2021): blind recurrent video deblurring of the whole clip
-    (``op`` is the identity); options ``weights`` and ``flow`` (see :mod:`.deblur`)."""
-    from .deblur import deblur_video_pvdnet
+    (``op`` is the identity); options ``weights``, ``flow`` and the spatial ``tile`` (see
+    :mod:`.deblur`)."""
+    from .deblur import deblur_stream
 
     net = (state or _setup_pvdnet(o, y.device))["net"]
-    side = resolve_tile(o.tile, *y.shape[-2:])
-    if side is not None and o.tile_overlap >= min(side, *y.shape[-2:]):
-        raise UserError(f"--tile-overlap must be below the tile side {side}, got {o.tile_overlap}")
-    # Tiles are multiples of 4 (the network's stride; it copies a smaller frame's remainder).
-    x = tiled_map(lambda crop: deblur_video_pvdnet(crop, net, flow=o.flow, quiet=True), y, side, o.tile_overlap, multiple=4)
+    chunks: list[torch.Tensor] = []
+    deblur_stream([y], tuple(y.shape), net, chunks.append, flow=o.flow, quiet=True, tile=o.tile, tile_overlap=o.tile_overlap)
     callback({"i": 0})
-    return x
+    return torch.cat(chunks, 2)
 
 
 # ----------------------------------------------------------------------------- the table

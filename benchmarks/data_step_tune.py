@@ -98,7 +98,7 @@ def main() -> None:
             diff = ""
             if step == "exact":
                 d = [float(by["exact"][k]["psnr"]) - float(by["cg"][k]["psnr"]) for k in by["exact"] if k in by["cg"]]
-                diff = f"{sum(d) / len(d):+.2f} ({min(d):+.2f}, {max(d):+.2f}; n={len(d)})"
+                diff = f"{sum(d) / len(d):+.4f} ({min(d):+.4f}, {max(d):+.4f}; n={len(d)})"
             print(f"| {task} | {step} | {mean:.2f} (n={len(rs)}) | {sec:.1f} | {cpu:.1f} | {calls:.0f} | {diff} |")
 
 

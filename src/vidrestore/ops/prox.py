@@ -14,11 +14,11 @@ is diagonal:
     v = Q diag(1 / (1 + gamma l_t[k] l_h[i] l_w[j])) Q^T rhs,
 
 an exact direct solve (to rounding) at the cost of one transform into the basis and one back.
-This is the separable-operator form of the FFT solution of Zhao et al., "Fast Single Image
-Super-Resolution Using a New Analytical Solution for l2-l2 Problems" (IEEE TIP 2016), and of
-the closed-form data step of USRNet (Zhang, Van Gool & Timofte, CVPR 2020); using each axis'
-own eigenbasis instead of the DFT makes it exact for every boundary rule, not only circular
-ones. For a symmetric kernel with the ``circular`` boundary the eigenbasis is a Fourier basis,
+It plays the role of the FFT closed form of Zhao et al., "Fast Single Image Super-Resolution
+Using a New Analytical Solution for l2-l2 Problems" (IEEE TIP 2016), which USRNet (Zhang,
+Van Gool & Timofte, CVPR 2020) uses as its data step, and which assumes circular blur and
+decimation; taking each axis' own eigenbasis instead of the DFT makes the solve exact for
+every boundary rule and for any chain of blurs and decimations along an axis. For a symmetric kernel with the ``circular`` boundary the eigenbasis is a Fourier basis,
 with the ``reflect`` (half-sample symmetric) boundary it is the DCT-II basis (Martucci, "Symmetric
 convolution and the discrete sine and cosine transforms", IEEE TSP 1994); ``replicate`` and
 non-symmetric kernels have no fast transform but still a small exact eigenbasis.

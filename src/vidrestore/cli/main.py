@@ -180,6 +180,7 @@ _METHOD_FLAGS = [
     (click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg)."), "init"),
     (click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma)."), "gamma"),
     (click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default)."), "gamma_schedule"),
+    (click.option("--data-step", type=click.Choice(["cg", "exact", "auto", "gd"]), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: solver of the proximal data step: cg (--cg-steps iterations), exact (closed form in the operator's eigenbasis; error if the operator has none), auto (exact where available, else cg), gd (steepest descent)."), "data_step"),
     (click.option("--noise-share", type=click.FloatRange(0, 1), default=None, help="svi: noise correlation between frames, sqrt(r) shared + sqrt(1-r) per frame (1 = identical noise, the default)."), "noise_share"),
     (click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip)."), "window"),
     (click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4)."), "overlap"),

@@ -8,6 +8,7 @@ from .base import ApplicationCount, Composition, Identity, LinearOperator, count
 from .blur import SpatialBlur, gaussian_kernel, load_kernel, motion_kernel
 from .mask import Inpaint
 from .noise import measure
+from .prox import SpectralProx, prox_solver
 from .resize import Downsample
 from .spec import GRAMMAR, parse
 from .temporal import FrameDrop, TemporalBlur, gaussian_taps, uniform_taps
@@ -15,5 +16,5 @@ from .temporal import FrameDrop, TemporalBlur, gaussian_taps, uniform_taps
 __all__ = [
     "ApplicationCount", "count_applications", "Composition", "Identity", "LinearOperator", "SpatialBlur", "gaussian_kernel", "load_kernel",
     "motion_kernel", "Inpaint", "measure", "Downsample", "GRAMMAR", "parse", "FrameDrop",
-    "TemporalBlur", "gaussian_taps", "uniform_taps",
+    "TemporalBlur", "gaussian_taps", "uniform_taps", "SpectralProx", "prox_solver",
 ]

@@ -26,9 +26,13 @@ class ApplicationCount:
     """Outermost applications of ``A`` plus ``A^T`` counted by :func:`count_applications`.
 
     A composition's ``A`` counts once (its factors run nested), so ``A^T A x`` counts two.
+    An exact proximal solve (:mod:`vidrestore.ops.prox`) applies neither ``A`` nor ``A^T``; it
+    counts two (its cost is one transform into the operator's eigenbasis and one back, the
+    order of an ``A^T A`` product) and is also counted in ``exact_solves``.
     """
 
     calls: int = 0
+    exact_solves: int = 0
     _depth: int = 0
 
 
@@ -53,6 +57,16 @@ def count_applications() -> Iterator[ApplicationCount]:
         yield _COUNTER
     finally:
         _COUNTER = None
+
+
+def record_exact_solve() -> None:
+    """Report one exact proximal solve to an open :func:`count_applications` block (two
+    applications; see :class:`ApplicationCount`). A no-op outside such a block or when
+    called from inside an operator application."""
+    c = _COUNTER
+    if c is not None and c._depth == 0:
+        c.calls += 2
+        c.exact_solves += 1
 
 
 def _counted(fn):

@@ -43,12 +43,13 @@ from ..diffusion.schedules import ddim_timesteps
 from ..errors import UserError
 from ..linalg import conjugate_gradient
 from ..ops.base import LinearOperator
+from ..ops.prox import prox_solver
 from ..tensor import check_video, to_model, to_pixel
 from .windows import DEFAULT_MULTIPLE, crop_to, pad_operator
 
 __all__ = ["DATA_STEPS", "GAMMA_SCHEDULES", "INITS", "INIT_CG_LAM", "SPACINGS", "initial_estimate", "data_weight", "measurement_to_model", "sampling_timesteps", "solve_dds", "solve_dps", "solve_svi"]
 
-DATA_STEPS = ("cg", "gd")
+DATA_STEPS = ("cg", "gd", "exact", "auto")
 SPACINGS = ("leading", "trailing")
 GAMMA_SCHEDULES = ("const", "sigma")
 
@@ -290,8 +291,13 @@ def solve_svi(
         noise_share: Correlation of the noise between frames in ``[0, 1]``, overriding
             ``shared_noise``: ``sqrt(rho) z_shared + sqrt(1 - rho) z_frame`` (1: the paper's
             identical noise; 0: independent per frame; ``None``: from ``shared_noise``).
-        data_step: ``"cg"`` (conjugate gradient) or ``"gd"`` (steepest descent with exact line
-            search, the ablation).
+        data_step: ``"cg"`` (conjugate gradient), ``"gd"`` (steepest descent with exact line
+            search, the ablation), ``"exact"`` (the proximal system solved exactly in the
+            operator's eigenbasis, :func:`~vidrestore.ops.prox_solver`; needs ``sigma_y > 0``
+            and a supported operator, UserError otherwise) or ``"auto"`` (``"exact"`` where it
+            applies, else ``"cg"``). The exact step runs once per diffusion step whatever
+            ``cg_steps`` is (``cg_steps = 0`` still disables the data step). In the noiseless
+            form the data step is early-stopped CG by design, so ``"auto"`` is ``"cg"`` there.
         t_start: First timestep (``None``: ``N - 1`` from pure noise); otherwise start from
             the initial estimate ``init`` noised to ``t_start``.
         init: Initial estimate used with ``t_start`` (the "come closer, diffuse faster" start
@@ -359,6 +365,13 @@ def solve_svi(
         raise UserError(f"noise_share must lie in [0, 1], got {noise_share}")
     noise_src = _Noise(shape, share, seed, ids, like=y)
     noisy = float(sigma_y) > 0
+    prox = None
+    if data_step == "exact" and not noisy:
+        raise UserError("data_step 'exact' solves the proximal data step of noisy measurements (sigma_y > 0); the noiseless step is early-stopped CG: use 'cg' or 'auto'")
+    if data_step in ("exact", "auto") and noisy and int(cg_steps) > 0:
+        prox = prox_solver(op_p, shape)
+        if prox is None and data_step == "exact":
+            raise UserError(f"data_step 'exact' is not available for operator {op.spec!r} (no separable eigenbasis); use 'cg' or 'auto'")
 
     with torch.no_grad():
         # Right-hand side of the data step: A^T y (pixel space).
@@ -394,7 +407,10 @@ def solve_svi(
                 if noisy:
                     g_t = data_weight(gamma, gamma_schedule, float(abar_t), float(sigma_y))
                 rhs = v + g_t * aty if noisy else aty
-                if data_step == "cg":
+                if prox is not None:
+                    # Exact solve of (I + g_t A^T A) v = x0_pix + g_t A^T y in A's eigenbasis.
+                    v = prox(rhs, g_t)
+                elif data_step in ("cg", "exact", "auto"):
                     v = conjugate_gradient(matvec, rhs, v, max_iter=int(cg_steps), tol=float(cg_tol))
                 else:
                     v = _steepest_descent(matvec, rhs, v, int(cg_steps))

@@ -181,6 +181,10 @@ class SVIOptions(PriorOptions):
     #: svi only: noise correlation between frames (None/1: identical noise, the paper's; 0:
     #: independent); dds always draws independent noise per frame.
     noise_share: float | None = None
+    #: Solver of the noisy (proximal) data step: "cg" (``cg_steps`` CG iterations), "exact"
+    #: (closed form in the operator's eigenbasis, :func:`~vidrestore.ops.prox_solver`), "auto"
+    #: (exact where available, else CG) or "gd"; docs/data_step.md.
+    data_step: str = "cg"
 
     NOISY: ClassVar[dict] = {"t_start": 100}
     NOISELESS: ClassVar[dict] = {"t_start": 500}
@@ -222,6 +226,7 @@ class DiffIR2VROptions(PriorOptions):
     warp_period: Any = None
     warp_mode: str | None = None
     warp_strength: float | None = None
+    data_step: str = "cg"
 
     def num_steps(self) -> int:
         return int(self.steps or (200 if self.base == "dps" else 20))
@@ -351,7 +356,7 @@ def _diffusion(kind: str):
             kw["zeta"] = o.zeta
         else:
             fn = functools.partial(solve_svi if kind == "svi" else solve_dds, prior)
-            kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule)
+            kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule, data_step=o.data_step)
             if kind == "svi" and o.noise_share is not None:
                 kw["noise_share"] = o.noise_share
         return fn(op, y, callback=_steps_only(callback), **kw)
@@ -399,7 +404,7 @@ def _run_diffir2vr(op, y, sigma_y, o: DiffIR2VROptions, callback, *, frame_ids=N
     if o.base == "dps":
         kw["zeta"] = o.zeta
     else:
-        kw.update({k: getattr(o, k) for k in DIFFIR2VR_BASE})
+        kw.update({k: getattr(o, k) for k in DIFFIR2VR_BASE}, data_step=o.data_step)
     return solve_diffir2vr(prior, op, y, base=o.base, config=cfg, callback=_steps_only(callback), **kw)
 
 

@@ -441,15 +441,21 @@ def export_weights(run_dir: str | os.PathLike, dest: str | os.PathLike, *, which
     return dest
 
 
+#: Condition positions of the probe tasks of :func:`context_losses`.
+PROBE_TASKS = {"prediction": (0, 1), "prediction-1": (-1, 0), "unconditional": (-1, -1)}
+
+
 @torch.no_grad()
 def context_losses(net: LGCVDUNet, windows: torch.Tensor, *, timesteps: torch.Tensor | None = None, seed: int = 0,
-                   noise_draws: int = 1) -> dict[str, float]:
+                   noise_draws: int = 1, task: str = "prediction") -> dict[str, float]:
     """Prediction loss of clip B under three global contexts: a probe for an inert context.
 
     Each pixel-space window ``(N, C, 2F-2, H, W)`` gives clip A (frames ``0 .. F-1``) and clip B
-    (frames ``F-2 .. 2F-3``). Clip B is scored on the prediction task (its first two frames given
-    as local conditions, ground truth) with the L1 v-loss over its ``F-2`` new frames, at
-    ``timesteps`` (default ``100, 200, .., 900``) with seeded noise, under the context of
+    (frames ``F-2 .. 2F-3``). Clip B is scored on ``task`` (:data:`PROBE_TASKS`; default
+    ``"prediction"``: its first two frames given as local conditions, ground truth;
+    ``"prediction-1"``: only its first frame; ``"unconditional"``: none) with the L1 v-loss over
+    the frames not given, at ``timesteps`` (default ``100, 200, .., 900``) with seeded noise,
+    under the context of
 
     * ``"true"``: clip A itself, through :func:`~vidrestore.nets.lgcvd.next_context`;
     * ``"grey"``: the fixed grey clip (what the model sees without history);
@@ -464,7 +470,9 @@ def context_losses(net: LGCVDUNet, windows: torch.Tensor, *, timesteps: torch.Te
         timesteps = torch.arange(100, 1000, 100)
     clip_a, clip_b = windows[:, :, :f], windows[:, :, f - 2 : 2 * f - 2]
     n = windows.shape[0]
-    pos = torch.tensor([[0, 1]] * n)
+    if task not in PROBE_TASKS:
+        raise UserError(f"unknown probe task {task!r}; known: {', '.join(PROBE_TASKS)}")
+    pos = torch.tensor([PROBE_TASKS[task]] * n)
     cond = local_condition(clip_b, pos, f)
     skip = _given(pos, f, windows.device)
     x0 = to_model(clip_b)

@@ -537,7 +537,7 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
 
 @train.command(name="lgcvd")
 @click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, model/ (exported EMA weights), log.jsonl.")
-@click.option("--preset", default="digits-small", help="Network preset (digits-small, bair64, cityscapes128).")
+@click.option("--preset", default="digits-small", help="Network preset (digits-small, digits-tiny (16x16), bair64, cityscapes128).")
 @click.option("--data", default="moving-digits", help="moving-digits (offline) or a folder: MCVD HDF5 shards (ROOT/train/shard_*.hdf5) or one sub-folder of frames per video.")
 @click.option("--size", type=click.IntRange(min=8), default=32, help="Moving-digits frame size (other data: the stored size is used).")
 @click.option("--steps", type=click.IntRange(min=1), default=4000, help="Iterations (two optimiser updates each).")
@@ -550,18 +550,31 @@ def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, fra
 @click.option("--seed", type=int, default=0)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=250)
 @click.option("--integer-motion", is_flag=True, help="Moving digits at whole-pixel positions and velocities (two frames determine the future).")
+@click.option("--digits", "num_digits", type=click.IntRange(min=1), default=2, show_default=True, help="Moving digits per video.")
+@click.option("--digit-size", type=click.IntRange(min=2), default=12, show_default=True, help="Moving-digit glyph size in pixels (smaller than --size).")
+@click.option("--subpixel", is_flag=True, help="Moving digits drawn at real-valued positions (bilinear), so motion is smooth below a pixel.")
+@click.option("--no-bounce", is_flag=True, help="Moving digits wrap around the frame edges at constant velocity instead of bouncing.")
+@click.option("--recipe", type=click.Choice(["official", "context"]), default="official", show_default=True,
+              help="official: the published two-stage recipe. context: stage-2 context from a low-noise estimate, built as the sampler builds it, a learnable cross-attention, 80%% prediction, no loss on given frames.")
+@click.option("--context-t-max", type=click.IntRange(0, 999), default=250, show_default=True, help="--recipe context: highest timestep of the stage-2 context estimate.")
 @click.option("--snapshot-every", type=click.IntRange(min=1), default=None, help="Also keep the EMA network every N iterations (OUT/snapshots/step_N, float16).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @_TRAIN_DEVICE
 @_TRAIN_MAX_MINUTES
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, ema_decay, ema_every, seed, ckpt_every, integer_motion, snapshot_every, threads, device, max_minutes, resume):
+def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, ema_start, ema_decay, ema_every, seed, ckpt_every, integer_motion, num_digits, digit_size, subpixel, no_bounce, recipe, context_t_max, snapshot_every, threads, device, max_minutes, resume):
     """Train LGC-VD (two-stage, v-prediction, cosine schedule) on the offline moving-digits data."""
-    from ..train.lgcvd import TrainConfig, train_lgcvd
+    from ..train.lgcvd import RECIPES, TrainConfig, train_lgcvd
 
     _check_device(device)
+    if one_stage and recipe != "official":
+        raise UserError("--one-stage is the official recipe's ablation; drop --recipe")
+    rec = dict(RECIPES[recipe])
+    overrides = {"global_context": False} if one_stage else dict(rec.pop("net_overrides"))
+    rec.pop("net_overrides", None)
     cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, ema_decay=ema_decay, ema_every=ema_every, seed=seed,
-                      ckpt_every=ckpt_every, net_overrides={"global_context": False} if one_stage else {}, integer_motion=integer_motion)
+                      ckpt_every=ckpt_every, net_overrides=overrides, integer_motion=integer_motion,
+                      subpixel=subpixel, bounce=not no_bounce, context_t_max=context_t_max, num_digits=num_digits, digit_size=digit_size, **rec)
     train_lgcvd(out_dir, cfg, resume=resume, num_threads=threads, log=click.echo, device=device,
                 max_seconds=None if max_minutes is None else 60 * max_minutes, snapshot_every=snapshot_every)
 

@@ -36,7 +36,9 @@ __all__ = [
     "LGCVDUNet",
     "ContextEncoder",
     "LGCVD_PRESETS",
+    "CONTEXT_MODES",
     "local_condition",
+    "next_context",
     "position_mask_value",
 ]
 
@@ -90,10 +92,12 @@ class Attention(nn.Module):
     Self-attention when ``context`` is ``None``. For cross-attention the queries come from ``x``
     and keys/values from ``context``; both are normalised by the **same** GroupNorm (as in the
     official code), so ``context`` must have ``x``'s channel count. The output projection starts
-    near zero, so a fresh block is close to the identity (times 1/sqrt(2)).
+    at ``out_scale`` times PyTorch's default initialisation (``1e-5``: a fresh block is close to
+    the identity, times 1/sqrt(2)). Everything that reaches ``context`` passes through this
+    projection, so at ``1e-5`` the gradient into a context encoder is scaled down by ``1e-5`` too.
     """
 
-    def __init__(self, ch: int, head_channels: int):
+    def __init__(self, ch: int, head_channels: int, out_scale: float = 1e-5):
         super().__init__()
         self.heads = max(1, ch // head_channels)
         self.norm = nn.GroupNorm(_groups(ch), ch, eps=1e-6)
@@ -102,7 +106,7 @@ class Attention(nn.Module):
         self.v = nn.Conv2d(ch, ch, 1)
         self.out = nn.Conv2d(ch, ch, 1)
         with torch.no_grad():
-            self.out.weight.mul_(1e-5)
+            self.out.weight.mul_(out_scale)
             self.out.bias.zero_()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -191,6 +195,15 @@ class LGCVDUNet(nn.Module):
         official_up_attention: Place up-path attention with the released code's indexing
             (see the comment in ``__init__``); ``True`` in the published presets so their
             parameter layout matches the released weights.
+        cross_out_scale: Initial scale of the bottleneck cross-attention's output projection
+            (times PyTorch's default initialisation). ``1e-5`` (the default, as for every
+            attention block here) starts the block near the identity but also scales the
+            gradient reaching the context encoder by ``1e-5``, so the encoder barely learns;
+            ``1.0`` lets it learn from the first update.
+        context_mode: How the global context of the next clip is built from the clip just made
+            (:func:`next_context`, shared by training and sampling): ``"average"`` (the official
+            test loop's running average ``f_k = (E(clip) + f_{k-1}) / 2``) or ``"last"``
+            (``f_k = E(clip)``, the context stage-2 training shows).
 
     Shapes (model space ``[-1, 1]``): ``forward(x_t, t, cond, context)`` with ``x_t``
     ``(B, C, F, H, W)``, ``t`` int ``[B]`` (training timesteps 0..999), ``cond``
@@ -202,14 +215,18 @@ class LGCVDUNet(nn.Module):
     def __init__(self, channels: int = 3, frames: int = 8, image_size: int = 64, dim: int = 128,
                  dim_mults: Sequence[int] = (1, 2, 3, 4), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (16,), head_channels: int = 128, dropout: float = 0.0,
-                 global_context: bool = True, cond_frames: int = 2, official_up_attention: bool = False):
+                 global_context: bool = True, cond_frames: int = 2, official_up_attention: bool = False,
+                 cross_out_scale: float = 1e-5, context_mode: str = "average"):
         super().__init__()
+        if context_mode not in CONTEXT_MODES:
+            raise ValueError(f"unknown context_mode {context_mode!r}; known: {', '.join(CONTEXT_MODES)}")
         self.config: dict[str, Any] = dict(
             channels=channels, frames=frames, image_size=image_size, dim=dim, dim_mults=list(dim_mults),
             num_res_blocks=num_res_blocks, attn_resolutions=list(attn_resolutions), head_channels=head_channels,
             dropout=dropout, global_context=global_context, cond_frames=cond_frames,
-            official_up_attention=official_up_attention,
+            official_up_attention=official_up_attention, cross_out_scale=cross_out_scale, context_mode=context_mode,
         )
+        self.context_mode = context_mode
         self.channels, self.frames, self.cond_frames = channels, frames, cond_frames
         self.factor = 2 ** (len(dim_mults) - 1)
         temb = dim * 4
@@ -221,7 +238,7 @@ class LGCVDUNet(nn.Module):
         self.mid1 = ResBlock(mid, mid, temb, dropout)
         self.mid_attn = Attention(mid, head_channels)
         self.mid2 = ResBlock(mid, mid, temb, dropout)
-        self.cross = Attention(mid, head_channels) if global_context else None
+        self.cross = Attention(mid, head_channels, out_scale=cross_out_scale) if global_context else None
         self.encoder = (
             ContextEncoder(channels, frames, dim, dim_mults, num_res_blocks, attn_resolutions, image_size, head_channels, dropout)
             if global_context else None
@@ -284,6 +301,38 @@ class LGCVDUNet(nn.Module):
         return self.conv_out(F.silu(x)).reshape(b, c, f, h, w)
 
 
+#: Ways to build the next clip's global context (see :func:`next_context`).
+CONTEXT_MODES = ("average", "last")
+
+
+def next_context(net: LGCVDUNet, clip: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Global context for the clip that follows ``clip`` (the one place it is built).
+
+    Yang et al. (IJCAI 2023) condition each clip on an encoding of the previous clip. Training
+    (stage 2, :func:`vidrestore.train.lgcvd.two_stage_step`) and sampling
+    (:mod:`vidrestore.workflows.lgcvd`) both call this function, so the model samples with the
+    kind of context it was trained on.
+
+    Args:
+        net: The LGC-VD network; its ``context_mode`` picks the rule.
+        clip: The clip just made (or, in training, the model's estimate of it), model space
+            ``(B, C, F, H, W)``.
+        previous: The context ``clip`` itself was made with (``None``: the fixed grey clip's).
+
+    Returns:
+        ``"last"``: ``E(clip)``; ``"average"``: ``(E(clip) + previous) / 2`` (the official test
+        loop's running average). ``None`` for a network without global context.
+    """
+    if not net.global_context:
+        return None
+    feat = net.encode_context(clip)
+    if net.context_mode == "last":
+        return feat
+    if previous is None:
+        previous = net.encode_context(None, like=clip)
+    return 0.5 * (feat + previous)
+
+
 def position_mask_value(pos: int, frames: int) -> float:
     """Value of the constant position-mask map for a condition at clip position ``pos``.
 
@@ -329,4 +378,6 @@ LGCVD_PRESETS: dict[str, dict[str, Any]] = {
                    attn_resolutions=[16], head_channels=128, official_up_attention=True),
     "digits-small": dict(channels=1, frames=8, image_size=32, dim=32, dim_mults=[1, 2, 2], num_res_blocks=1,
                          attn_resolutions=[8], head_channels=32),
+    "digits-tiny": dict(channels=1, frames=8, image_size=16, dim=16, dim_mults=[1, 2], num_res_blocks=1,
+                        attn_resolutions=[8], head_channels=16),
 }

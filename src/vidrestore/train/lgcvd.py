@@ -18,6 +18,26 @@ for ``F = 8``):
    two frames (the model's own noisy estimate, not the ground truth), other tasks use ground
    truth. Loss, second optimiser step.
 
+**Context recipe** (``context_source="low-t"``, the fix of three ways the steps above leave the
+global context inert; ``"one-step"`` keeps the steps above bit-exact for the shipped weights):
+
+* Stage 1's one-step estimate is taken at a uniformly random ``t``, so half the time
+  ``t > 500`` and ``x0_A`` is a blur that carries little of clip A. With ``"low-t"`` the context
+  is the model's own estimate of clip A from a *separate* low noise level
+  ``t' ~ U{0 .. context_t_max}`` (250 by default; one extra forward pass without gradients, same
+  task and conditions as stage 1), close to the finished clip the sampler conditions on.
+* The stage-2 context is built by :func:`~vidrestore.nets.lgcvd.next_context`, the same function
+  the sampler uses after every clip (with ``context_mode="last"``: ``E(x0_A)``), so training
+  shows the context sampling feeds.
+* ``task_mix="prediction"`` spends 80% of samples on prediction (10% unconditional, 5%
+  interpolation, 5% random) instead of the official 45/40/5/10, and ``cond_loss=False`` leaves
+  the given (conditioning) frames out of the loss.
+* Build the network with ``cross_out_scale=1.0`` (:class:`~vidrestore.nets.lgcvd.LGCVDUNet`):
+  the official near-zero output projection of the cross-attention scales the encoder's gradient
+  by ``1e-5``.
+
+The recipe is ``RECIPES["context"]`` (training options and network overrides).
+
 ``two_stage=False`` is the ablation used in our table: stage 2 conditions on ground truth only
 and the global context is never used (train it with a network built with
 ``global_context=False``); it makes the same number of optimiser updates on the same data.
@@ -52,12 +72,14 @@ from ..diffusion.denoisers import v_from_eps_x0, x0_from_v
 from ..diffusion.samplers import add_noise
 from ..diffusion.schedules import alphas_cumprod, cosine_betas
 from ..errors import UserError
-from ..nets.lgcvd import LGCVD_PRESETS, LGCVDUNet, local_condition
+from ..nets.lgcvd import LGCVD_PRESETS, LGCVDUNet, local_condition, next_context
 from ..tensor import append_dims, to_model, to_pixel
 from .ema import EMA
 
 __all__ = [
     "TASKS",
+    "TASK_MIXES",
+    "RECIPES",
     "TrainConfig",
     "lgcvd_alphas_cumprod",
     "sample_tasks",
@@ -70,20 +92,39 @@ __all__ = [
 NUM_TIMESTEPS = 1000
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 
+#: Task mixes as thresholds on ``p ~ U(0, 1)``: ``p <= r`` random, ``r < p <= i`` interpolation,
+#: ``i < p <= u`` unconditional, ``p > u`` prediction.
+TASK_MIXES: dict[str, tuple[float, float, float]] = {
+    "official": (0.10, 0.15, 0.55),  # prediction 45%, unconditional 40%, interpolation 5%, random 10%
+    "prediction": (0.05, 0.10, 0.20),  # prediction 80%, unconditional 10%, interpolation 5%, random 5%
+}
+
+#: Named training recipes: TrainConfig fields and network overrides. ``"official"`` is the
+#: published recipe (the shipped weights); ``"context"`` makes the global context learnable and
+#: shows it the context sampling uses (module docstring).
+RECIPES: dict[str, dict[str, Any]] = {
+    "official": dict(context_source="one-step", task_mix="official", cond_loss=True, net_overrides={}),
+    "context": dict(context_source="low-t", task_mix="prediction", cond_loss=False,
+                    net_overrides={"cross_out_scale": 1.0, "context_mode": "last"}),
+}
+
 
 def lgcvd_alphas_cumprod(num_timesteps: int = NUM_TIMESTEPS) -> torch.Tensor:
     """``abar`` of the official schedule: cosine, ``s = 0.008``, betas clipped at 0.9999 (float64 ``[N]``)."""
     return alphas_cumprod(cosine_betas(num_timesteps, s=0.008, max_beta=0.9999))
 
 
-def sample_tasks(batch: int, generator: torch.Generator | None = None) -> list[str]:
-    """One task per sample with the official thresholds on ``p ~ U(0, 1)``.
+def sample_tasks(batch: int, generator: torch.Generator | None = None, mix: str = "official") -> list[str]:
+    """One task per sample from thresholds on ``p ~ U(0, 1)`` (:data:`TASK_MIXES`).
 
-    ``p > 0.55`` prediction (45%), ``0.15 < p <= 0.55`` unconditional (40%),
+    Official: ``p > 0.55`` prediction (45%), ``0.15 < p <= 0.55`` unconditional (40%),
     ``0.10 < p <= 0.15`` interpolation (5%), ``p <= 0.10`` random positions (10%).
     """
+    if mix not in TASK_MIXES:
+        raise UserError(f"unknown task mix {mix!r}; known: {', '.join(TASK_MIXES)}")
+    r, i, u = TASK_MIXES[mix]
     p = torch.rand(batch, generator=generator).tolist()
-    return ["prediction" if q > 0.55 else "unconditional" if q > 0.15 else "interpolation" if q > 0.10 else "random" for q in p]
+    return ["prediction" if q > u else "unconditional" if q > i else "interpolation" if q > r else "random" for q in p]
 
 
 def task_positions(tasks: list[str], frames: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -110,8 +151,11 @@ def task_positions(tasks: list[str], frames: int = 8, generator: torch.Generator
 
 
 def v_loss(net: LGCVDUNet, x0: torch.Tensor, cond: torch.Tensor, context: torch.Tensor | None, t: torch.Tensor,
-           noise: torch.Tensor, acp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+           noise: torch.Tensor, acp: torch.Tensor, skip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """L1 v-prediction loss and the one-step estimate ``x0_hat`` (model space, detached, clamped).
+
+    ``skip`` (bool ``(B, F)``, optional) marks frames left out of the loss (the given frames);
+    the loss is then the mean over the other frames' elements.
 
     Args:
         net: The denoiser.
@@ -126,7 +170,12 @@ def v_loss(net: LGCVDUNet, x0: torch.Tensor, cond: torch.Tensor, context: torch.
     x_t = add_noise(x0, abar, noise)
     v = v_from_eps_x0(noise, x0, abar)
     v_hat = net(x_t, t, cond, context)
-    loss = (v_hat - v).abs().mean()
+    if skip is None:
+        loss = (v_hat - v).abs().mean()
+    else:
+        keep = (~skip).to(x0.dtype)[:, None, :, None, None]
+        per_frame = x0.shape[1] * x0.shape[3] * x0.shape[4]
+        loss = ((v_hat - v).abs() * keep).sum() / (keep.sum() * per_frame).clamp_min(1.0)
     x0_hat = x0_from_v(x_t, v_hat.detach(), abar).clamp(-1.0, 1.0)
     return loss, x0_hat
 
@@ -156,21 +205,45 @@ class TrainConfig:
     digit_size: int = 12
     # whole-pixel positions and velocities, so two frames determine the future (moving_digits)
     integer_motion: bool = False
+    # bilinear rendering at real-valued positions; bounce=False: constant velocity, wrap-around
+    subpixel: bool = False
+    bounce: bool = True
+    # stage-2 context: "one-step" (stage 1's estimate at its random t, official) or "low-t"
+    context_source: str = "one-step"
+    context_t_max: int = 250
+    task_mix: str = "official"
+    # loss on the given (conditioning) frames too (official)
+    cond_loss: bool = True
+
+
+def _given(pos: torch.Tensor, frames: int, device: torch.device) -> torch.Tensor:
+    """Bool ``(B, F)``: the clip positions that hold a given (conditioning) frame."""
+    out = torch.zeros(pos.shape[0], frames, dtype=torch.bool)
+    for k in range(pos.shape[1]):
+        rows = (pos[:, k] >= 0).nonzero().flatten()
+        out[rows, pos[rows, k]] = True
+    return out.to(device)
 
 
 def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Tensor, acp: torch.Tensor,
-                   generator: torch.Generator, *, two_stage: bool = True) -> tuple[float, float]:
+                   generator: torch.Generator, *, two_stage: bool = True, context_source: str = "one-step",
+                   context_t_max: int = 250, task_mix: str = "official", cond_loss: bool = True) -> tuple[float, float]:
     """One LGC-VD iteration (two optimiser updates) on a pixel-space window ``(B, C, 2F-2, H, W)``.
 
-    Returns ``(loss_stage1, loss_stage2)``. See the module docstring for the two stages.
+    Returns ``(loss_stage1, loss_stage2)``. See the module docstring for the two stages and for
+    ``context_source`` (``"one-step"`` or ``"low-t"`` with ``t' <= context_t_max``),
+    ``task_mix`` and ``cond_loss``. The defaults are the official recipe.
     """
+    if context_source not in ("one-step", "low-t"):
+        raise UserError(f"unknown context source {context_source!r}; known: one-step, low-t")
     b = window.shape[0]
     f = net.frames
     dev = window.device
     if window.shape[2] < 2 * f - 2:
         raise ValueError(f"window needs {2 * f - 2} frames, got {window.shape[2]}")
-    tasks = sample_tasks(b, generator)
+    tasks = sample_tasks(b, generator, task_mix)
     pos = task_positions(tasks, f, generator)
+    skip = None if cond_loss else _given(pos, f, dev)
     clip_a = window[:, :, :f]
     clip_b = window[:, :, f - 2 : 2 * f - 2]
 
@@ -179,10 +252,19 @@ def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Ten
     t1 = torch.randint(0, acp.shape[0], (b,), generator=generator).to(dev)
     n1 = torch.randn(clip_a.shape, generator=generator).to(dev)
     ctx = net.encode_context(None, like=clip_a) if net.global_context else None
-    loss1, x0_a = v_loss(net, to_model(clip_a), local_condition(clip_a, pos, f), ctx, t1, n1, acp)
+    cond_a = local_condition(clip_a, pos, f)
+    loss1, x0_a = v_loss(net, to_model(clip_a), cond_a, ctx, t1, n1, acp, skip)
     opt.zero_grad(set_to_none=True)
     loss1.backward()
     opt.step()
+    if two_stage and context_source == "low-t":
+        # The model's own estimate of clip A from a low noise level t' (no gradients), with the
+        # same task, conditions and grey context as stage 1: close to a finished sample.
+        tc = torch.randint(0, context_t_max + 1, (b,), generator=generator).to(dev)
+        nc = torch.randn(clip_a.shape, generator=generator).to(dev)
+        with torch.no_grad():
+            grey = net.encode_context(None, like=clip_a) if net.global_context else None
+            _, x0_a = v_loss(net, to_model(clip_a), cond_a, grey, tc, nc, acp)
 
     # Stage 2: context = one-step estimate of clip A; prediction conditions on its last frames.
     t2 = torch.randint(0, acp.shape[0], (b,), generator=generator).to(dev)
@@ -196,8 +278,9 @@ def two_stage_step(net: LGCVDUNet, opt: torch.optim.Optimizer, window: torch.Ten
             cond_clip = clip_b.clone()
             cond_clip[is_pred, :, 0:2] = est[is_pred][:, :, f - 2 : f]
         if net.global_context:
-            ctx = net.encode_context(x0_a)
-    loss2, _ = v_loss(net, to_model(clip_b), local_condition(cond_clip, pos, f), ctx, t2, n2, acp)
+            # "one-step": the official E(x0_A); "low-t": the sampler's rule after a first clip
+            ctx = net.encode_context(x0_a) if context_source == "one-step" else next_context(net, x0_a)
+    loss2, _ = v_loss(net, to_model(clip_b), local_condition(cond_clip, pos, f), ctx, t2, n2, acp, skip)
     opt.zero_grad(set_to_none=True)
     loss2.backward()
     opt.step()
@@ -216,7 +299,7 @@ def _batch(cfg: TrainConfig, step: int, frames: int, channels: int) -> tuple[tor
 
         ds = MovingDigits(2**31 - 1, frames=n, size=cfg.size, split="train", seed=cfg.seed,
                           channels=channels, num_digits=cfg.num_digits, digit_size=cfg.digit_size,
-                          integer_motion=cfg.integer_motion)
+                          integer_motion=cfg.integer_motion, subpixel=cfg.subpixel, bounce=cfg.bounce)
         idx = torch.randint(0, len(ds), (cfg.batch,), generator=g).tolist()
         x = torch.stack([ds[i] for i in idx])
     else:
@@ -289,6 +372,11 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
             "dataset": "moving-digits" if cfg.data == "moving-digits" else f"video folder {Path(str(cfg.data)).name}",
             "size": cfg.size, "two_stage": cfg.two_stage,
             "integer_motion": cfg.integer_motion, "device": device.type}
+    if cfg.subpixel or not cfg.bounce:  # recorded only when set, so older cards stay as they were
+        card.update(subpixel=cfg.subpixel, bounce=cfg.bounce, num_digits=cfg.num_digits, digit_size=cfg.digit_size)
+    if (cfg.context_source, cfg.task_mix, cfg.cond_loss) != ("one-step", "official", True):
+        card.update(context_source=cfg.context_source, context_t_max=cfg.context_t_max, task_mix=cfg.task_mix,
+                    cond_loss=cfg.cond_loss)
     n_params = sum(p.numel() for p in net.parameters())
     log(f"LGC-VD {cfg.preset} ({n_params / 1e6:.2f} M params), two_stage={cfg.two_stage}, steps {start}..{cfg.steps}")
     t0, sums, count = time.time(), [0.0, 0.0], 0
@@ -296,7 +384,8 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
     for step in range(start, cfg.steps):
         window, g = _batch(cfg, step, net.frames, net.channels)
         window = window.to(device)
-        l1, l2 = two_stage_step(net, opt, window, acp, g, two_stage=cfg.two_stage)
+        l1, l2 = two_stage_step(net, opt, window, acp, g, two_stage=cfg.two_stage, context_source=cfg.context_source,
+                                context_t_max=cfg.context_t_max, task_mix=cfg.task_mix, cond_loss=cfg.cond_loss)
         sums[0] += l1
         sums[1] += l2
         count += 1
@@ -350,3 +439,53 @@ def export_weights(run_dir: str | os.PathLike, dest: str | os.PathLike, *, which
     if card is not None:
         (dest / "README.md").write_text(card)
     return dest
+
+
+#: Condition positions of the probe tasks of :func:`context_losses`.
+PROBE_TASKS = {"prediction": (0, 1), "prediction-1": (-1, 0), "unconditional": (-1, -1)}
+
+
+@torch.no_grad()
+def context_losses(net: LGCVDUNet, windows: torch.Tensor, *, timesteps: torch.Tensor | None = None, seed: int = 0,
+                   noise_draws: int = 1, task: str = "prediction") -> dict[str, float]:
+    """Prediction loss of clip B under three global contexts: a probe for an inert context.
+
+    Each pixel-space window ``(N, C, 2F-2, H, W)`` gives clip A (frames ``0 .. F-1``) and clip B
+    (frames ``F-2 .. 2F-3``). Clip B is scored on ``task`` (:data:`PROBE_TASKS`; default
+    ``"prediction"``: its first two frames given as local conditions, ground truth;
+    ``"prediction-1"``: only its first frame; ``"unconditional"``: none) with the L1 v-loss over
+    the frames not given, at ``timesteps`` (default ``100, 200, .., 900``) with seeded noise,
+    under the context of
+
+    * ``"true"``: clip A itself, through :func:`~vidrestore.nets.lgcvd.next_context`;
+    * ``"grey"``: the fixed grey clip (what the model sees without history);
+    * ``"wrong"``: clip A of another window (window ``i`` gets window ``i+1``'s, cyclically).
+
+    A model whose context is inert scores the three the same; one that uses it scores
+    ``"true"`` lowest. Same noise and timesteps for the three. Returns the mean losses.
+    """
+    f = net.frames
+    acp = lgcvd_alphas_cumprod().float().to(windows.device)
+    if timesteps is None:
+        timesteps = torch.arange(100, 1000, 100)
+    clip_a, clip_b = windows[:, :, :f], windows[:, :, f - 2 : 2 * f - 2]
+    n = windows.shape[0]
+    if task not in PROBE_TASKS:
+        raise UserError(f"unknown probe task {task!r}; known: {', '.join(PROBE_TASKS)}")
+    pos = torch.tensor([PROBE_TASKS[task]] * n)
+    cond = local_condition(clip_b, pos, f)
+    skip = _given(pos, f, windows.device)
+    x0 = to_model(clip_b)
+    contexts = {
+        "true": next_context(net, to_model(clip_a)),
+        "grey": net.encode_context(None, like=clip_a),
+        "wrong": next_context(net, to_model(clip_a.roll(1, dims=0))),
+    }
+    g = torch.Generator().manual_seed(seed)
+    draws = [(int(t), torch.randn(x0.shape, generator=g).to(windows.device)) for _ in range(noise_draws) for t in timesteps]
+    out = {}
+    for name, ctx in contexts.items():
+        losses = [float(v_loss(net, x0, cond, ctx, torch.full((n,), t, device=windows.device), noise, acp, skip)[0])
+                  for t, noise in draws]
+        out[name] = sum(losses) / len(losses)
+    return out

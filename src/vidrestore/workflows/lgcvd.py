@@ -10,8 +10,11 @@ our deliberate differences:
   of guided-diffusion's respacing; we default to 50 (CPU budget).
 * Long videos are built autoregressively with a stride of ``F - 2``: each new clip is
   conditioned on the last two frames so far at positions (0, 1).
-* Global context: ``f_0 = E(fixed grey clip)``, ``f_k = (E(previous generated clip) + f_{k-1}) / 2``
-  (the official running average). We use the same (EMA) network for the encoder and the
+* Global context: ``f_0 = E(fixed grey clip)``, then after each clip
+  :func:`~vidrestore.nets.lgcvd.next_context`, the same function training uses: the official
+  running average ``f_k = (E(previous generated clip) + f_{k-1}) / 2`` for networks with
+  ``context_mode="average"`` (the bundled model), ``f_k = E(previous generated clip)`` for
+  ``context_mode="last"``. We use the same (EMA) network for the encoder and the
   denoiser; the official code mixes the non-EMA encoder with the EMA denoiser.
 * The conditioning frames are kept as given in the output (the official code overwrites them
   with the model's re-generation).
@@ -39,7 +42,7 @@ from ..diffusion.denoisers import DiscreteDiffusionDenoiser
 from ..diffusion.samplers import randn, sample_ddim
 from ..diffusion.schedules import ddim_timesteps
 from ..errors import UserError
-from ..nets.lgcvd import LGCVDUNet, local_condition
+from ..nets.lgcvd import LGCVDUNet, local_condition, next_context
 from ..tensor import check_video, to_model, to_pixel
 from ..train.lgcvd import lgcvd_alphas_cumprod
 
@@ -182,7 +185,8 @@ def _check_size(net: LGCVDUNet, x: torch.Tensor) -> None:
 
 
 class _Context:
-    """Running global context ``f_k = (E(clip_k) + f_{k-1}) / 2`` (official test loop)."""
+    """Global context across clips: ``f_0 = E(grey clip)``, then :func:`next_context` after each
+    clip (the rule the network was trained with: running average or the last clip's encoding)."""
 
     def __init__(self, net: LGCVDUNet, like: torch.Tensor, carry: bool):
         self.net, self.carry = net, carry
@@ -190,7 +194,7 @@ class _Context:
 
     def update(self, clip_pixel: torch.Tensor) -> None:
         if self.feat is not None and self.carry:
-            self.feat = 0.5 * (self.net.encode_context(to_model(clip_pixel)) + self.feat)
+            self.feat = next_context(self.net, to_model(clip_pixel), self.feat)
 
 
 @torch.no_grad()

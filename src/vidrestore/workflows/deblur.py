@@ -424,6 +424,7 @@ def deblur_stream(
     chunk: int = 8,
     tile: int | str | None = None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    guard: bool = True,
     stats: dict | None = None,
 ) -> None:
     """:func:`deblur_video_pvdnet` on a stream: ``chunks`` of ``(B, 3, n, H, W)`` frames in
@@ -435,7 +436,8 @@ def deblur_stream(
     ``tile`` (:func:`vidrestore.tiling.resolve_tile`: ``"auto"``, ``"off"``, a side in pixels):
     every spatial tile runs its own recurrence (its own previous output, flow check, re-blur
     check and colour gain) and the tiles' frames are blended over ``tile_overlap`` pixels, the
-    same result as :func:`vidrestore.tiling.tiled_map` around :func:`deblur_video_pvdnet`."""
+    same result as :func:`vidrestore.tiling.tiled_map` around :func:`deblur_video_pvdnet`.
+    ``guard=False`` turns the do-no-harm steps off (colour gain, flow and re-blur checks)."""
     _check_video_shape(tuple(shape))
     h, w = int(shape[-2]), int(shape[-1])
     side = resolve_tile(tile, h, w)
@@ -451,10 +453,10 @@ def deblur_stream(
                 yield c[:, :, t]
 
     if boxes is None:
-        run = _Run(net, flow, (h, w), stats=guard_stats)
+        run = _Run(net, flow, (h, w), colour=guard, guard=guard, stats=guard_stats)
         outputs, name = run.frames(frames()), run.name
     else:
-        runs = [_Run(net, flow, (th, tw), stats=guard_stats) for _, _, th, tw, _ in boxes]
+        runs = [_Run(net, flow, (th, tw), colour=guard, guard=guard, stats=guard_stats) for _, _, th, tw, _ in boxes]
         outputs, name = _tiled_frames(runs, frames(), boxes), runs[0].name
     buf: list[torch.Tensor] = []
     with torch.no_grad(), progress(int(shape[2]), "pvdnet", quiet) as cb:

@@ -330,7 +330,7 @@ def deblur_source(source, spec, sink, *, quiet: bool = True) -> None:
     state = worker.state()
     with torch.no_grad():
         deblur_stream(source.chunks(8), source.shape, state["net"], sink, flow=spec.options.flow, quiet=quiet,
-                      tile=spec.options.tile, tile_overlap=spec.options.tile_overlap)
+                      tile=spec.options.tile, tile_overlap=spec.options.tile_overlap, guard=spec.options.guard)
 
 
 def check_blind_flags(method: str, *, op: str | None = None, sigma_y: float | None = None, op_seed: int | None = None) -> None:

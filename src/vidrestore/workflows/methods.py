@@ -243,6 +243,9 @@ class PVDNetOptions(Options):
     flow: str | None = None
     #: Spatial tiles of the whole clip (each tile is deblurred as a video and blended):
     #: ``"auto"`` above 512 x 512 pixels, ``"off"``/``0`` never, or a tile side in pixels.
+    #: The do-no-harm steps (colour gain, flow check, re-blur check; see :mod:`.deblur`);
+    #: ``False`` returns the network's output as it is.
+    guard: bool = True
     tile: Any = "auto"
     tile_overlap: int = DEFAULT_TILE_OVERLAP
 
@@ -440,7 +443,7 @@ def _run_pvdnet(op, y, sigma_y, o: PVDNetOptions, callback, *, frame_ids=None, s
 
     net = (state or _setup_pvdnet(o, y.device))["net"]
     chunks: list[torch.Tensor] = []
-    deblur_stream([y], tuple(y.shape), net, chunks.append, flow=o.flow, quiet=True, tile=o.tile, tile_overlap=o.tile_overlap)
+    deblur_stream([y], tuple(y.shape), net, chunks.append, flow=o.flow, quiet=True, tile=o.tile, tile_overlap=o.tile_overlap, guard=o.guard)
     callback({"i": 0})
     return torch.cat(chunks, 2)
 

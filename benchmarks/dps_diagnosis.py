@@ -40,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from vidrestore.solvers.svi import SVI_PAPER
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 S_PIX = 0.15
@@ -117,8 +119,8 @@ def part_temporal():
                 for shared in (False, True):
                     out = solve_dps(_prior(mu), op, y, steps=steps, zeta=1.0, seed=0, shared_noise=shared)
                     r[f"dps {steps}{' shared' if shared else ''}"] = f"{psnr(out, x):.2f}"
-            r["svi 20"] = f"{psnr(solve_svi(_prior(mu), op, y, steps=20, eta=0.15), x):.2f}"
-            r["dds 20"] = f"{psnr(solve_dds(_prior(mu), op, y, steps=20, eta=0.15), x):.2f}"
+            r["svi 20"] = f"{psnr(solve_svi(_prior(mu), op, y, steps=20, **SVI_PAPER), x):.2f}"
+            r["dds 20"] = f"{psnr(solve_dds(_prior(mu), op, y, steps=20, **SVI_PAPER), x):.2f}"
             rows.append(r)
             print(r, flush=True)
     head = ["## Exact Gaussian prior, temporal averages (posterior = truth)", "",
@@ -183,7 +185,7 @@ def part_frame(prior_name, tasks, steps_list, clip_steps):
         for method, steps, clip in configs:
             t0 = time.perf_counter()
             if method == "svi":
-                out = solve_svi(p, op, y, steps=20, eta=0.8, cg_steps=5, seed=0)
+                out = solve_svi(p, op, y, steps=20, **{**SVI_PAPER, "eta": 0.8}, seed=0)
             else:
                 out = solve_dps(p, op, y, steps=steps, zeta=1.0, clip_x0=clip, seed=0)
             rows.append({"task": spec, "method": method, "steps": steps, "clip x0": clip, "psnr": f"{psnr(out, x):.2f}",

@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The settings these tables were made with (the paper's; not restore's defaults).
+from vidrestore.solvers.svi import SVI_PAPER
+
 # name -> (operator spec, eta). eta: 0.15 temporal-only, 0.8 spatio-temporal (the paper's).
 TASKS = {
     "avg7": ("tblur:uniform:7:circular", 0.15),
@@ -132,10 +135,10 @@ def _job(x_np: np.ndarray, spec: str, method: str, params: dict, prior_name: str
         out, nfe = solve_admm_tv(op, y, **admm_tv_defaults(sigma_y)), 0  # as in `vidrestore restore`
     elif method == "svi":
         kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "shared_noise", "data_step", "t_start", "init", "gamma", "gamma_schedule") if k in params}
-        out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
+        out, nfe = solve_svi(prior, op, y, sigma_y=sigma_y, seed=seed, **{**SVI_PAPER, **kw}), params["steps"]
     elif method == "dds":
         kw = {k: params[k] for k in ("steps", "eta", "cg_steps", "data_step", "t_start", "init", "gamma", "gamma_schedule") if k in params}
-        out, nfe = solve_dds(prior, op, y, sigma_y=sigma_y, seed=seed, **kw), params["steps"]
+        out, nfe = solve_dds(prior, op, y, sigma_y=sigma_y, seed=seed, **{**SVI_PAPER, **kw}), params["steps"]
     elif method == "dps":
         out, nfe = solve_dps(prior, op, y, steps=params["dps_steps"], zeta=params["dps_zeta"], seed=seed), params["dps_steps"]
     else:
@@ -155,7 +158,7 @@ def _memory_job(x_np: np.ndarray, spec: str, prior_name: str, steps: int, seed: 
     prior = load_prior(prior_name)
     rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
-    out = solve_in_windows(functools.partial(solve_svi, prior), spec, y, window=16, overlap=4, steps=steps, seed=seed)
+    out = solve_in_windows(functools.partial(solve_svi, prior, **SVI_PAPER), spec, y, window=16, overlap=4, steps=steps, seed=seed)
     seconds = time.perf_counter() - t0
     from vidrestore.metrics import psnr
 

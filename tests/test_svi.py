@@ -128,7 +128,7 @@ def test_svi_is_data_plus_prior_sample_in_null_space(spacing):
             rec["noise"].append(d["noise"])
 
     eta, steps = 0.5, 12
-    out = solve_svi(prior, op, y, steps=steps, eta=eta, cg_steps=60, cg_tol=1e-13, callback=cb, spacing=spacing)
+    out = solve_svi(prior, op, y, steps=steps, eta=eta, cg_steps=60, cg_tol=1e-13, callback=cb, spacing=spacing, t_start=None)
     # The same chain without data: DDS renoising with the recorded noise draws.
     draws = iter(rec["noise"])
     x_unc = sample_ddim(
@@ -172,7 +172,7 @@ def test_noisy_measurement_proximal_data_step():
         ref = (to_pixel(d["x0"]) + gamma * y) / (1 + gamma)
         errs.append(float((d["x0_data"] - ref).abs().max()))
 
-    out = solve_svi(prior, op, y, steps=15, eta=0.15, sigma_y=sigma_y, gamma=gamma, callback=cb)
+    out = solve_svi(prior, op, y, steps=15, eta=0.15, sigma_y=sigma_y, gamma=gamma, gamma_schedule="const", t_start=None, callback=cb)
     assert max(errs) < 1e-10
     # The prior removes most of the noise (posterior-mean MSE here is 0.2 * sigma_y^2).
     assert float(((out - x) ** 2).mean()) < 0.5 * sigma_y**2
@@ -187,8 +187,29 @@ def test_noisy_measurement_proximal_data_step():
         rhs = x0p + gamma * op.A_adjoint(y)
         res.append(float((lhs - rhs).norm() / rhs.norm()))
 
-    out = solve_svi(prior, op, y, steps=8, sigma_y=0.02, gamma=gamma, cg_steps=30, cg_tol=1e-12, callback=cb2)
+    out = solve_svi(prior, op, y, steps=8, sigma_y=0.02, gamma=gamma, gamma_schedule="const", cg_steps=30, cg_tol=1e-12, callback=cb2)
     assert max(res) < 1e-9 and out.shape == x.shape
+
+
+def test_library_defaults_are_restore_defaults():
+    """One source of defaults: solve_svi's keyword defaults are SVIOptions' (restore's), and
+    t_start="default" resolves by noise level as the options do."""
+    import inspect
+
+    from vidrestore.solvers.svi import SVI_DEFAULTS, default_t_start
+    from vidrestore.workflows.methods import SVIOptions
+
+    sig = inspect.signature(solve_svi).parameters
+    for key, value in SVI_DEFAULTS.items():
+        assert sig[key].default == value == getattr(SVIOptions(), key)
+    assert SVIOptions.for_noise(0.01).t_start == default_t_start(0.01) == 100
+    assert SVIOptions.for_noise(0.0).t_start == default_t_start(0.0) == 500
+    # The default start is the lifted measurement noised to t = 500 (noiseless): the first
+    # callback sees t = 500.
+    mu = _mean_pattern()
+    seen = []
+    solve_svi(_prior(mu), parse("tblur:uniform:3:circular"), _sample_x(mu, (1, 3, 4, 8, 8)), steps=3, callback=lambda d: seen.append(d["t"]))
+    assert seen[0] == 500
 
 
 def test_sigma_gamma_schedule_weights_data_by_noise_ratio():
@@ -218,11 +239,11 @@ def test_sigma_gamma_schedule_weights_data_by_noise_ratio():
     assert seen[0][1] > 15 and seen[-1][1] < 0.01  # t = 300: data-dominated (19.2); t = 0: prior only
     # A posterior sample: MSE about 0.5 sigma_y^2 (measured 0.0050), half the input's.
     assert float(((out - x) ** 2).mean()) < 0.6 * sigma_y**2
-    const = solve_svi(prior, op, y, steps=10, t_start=300, eta=0.5, sigma_y=sigma_y, gamma=gamma)
+    const = solve_svi(prior, op, y, steps=10, t_start=300, eta=0.5, sigma_y=sigma_y, gamma=gamma, gamma_schedule="const")
     assert not torch.equal(out, const)
     # Noiseless measurements ignore the schedule.
     y0 = op.A(x)
-    assert torch.equal(solve_svi(prior, op, y0, steps=3, gamma_schedule="sigma"), solve_svi(prior, op, y0, steps=3))
+    assert torch.equal(solve_svi(prior, op, y0, steps=3, gamma_schedule="sigma"), solve_svi(prior, op, y0, steps=3, gamma_schedule="const"))
     with pytest.raises(UserError):
         solve_svi(prior, op, y, steps=2, sigma_y=0.1, gamma_schedule="linear")
     assert data_weight(3.0, "const", 0.2, 0.1) == 3.0

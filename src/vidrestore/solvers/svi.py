@@ -224,22 +224,40 @@ def initial_estimate(op: LinearOperator, y: torch.Tensor, init: str = "lift", si
     raise UserError(f"init must be one of {INITS}, got {init!r}")
 
 
+#: Restoration defaults of SVI/DDS with the bundled prior, the one source of them: the keyword
+#: defaults of :func:`solve_svi` and of ``vidrestore restore -m svi/dds``
+#: (:class:`~vidrestore.workflows.methods.SVIOptions`). Chosen in docs/diffusion_defaults.md.
+SVI_DEFAULTS = {"steps": 20, "eta": 0.8, "cg_steps": 20, "gamma": 0.3, "gamma_schedule": "sigma", "init": "lift"}
+#: ``t_start="default"``: start from the lifted measurement at this timestep, for noisy
+#: (``sigma_y > 0``) and noiseless measurements.
+T_START_NOISY = 100
+T_START_NOISELESS = 500
+#: The paper's settings (Kwon & Ye, ICLR 2025, temporal tasks; DDS's constant data weight),
+#: starting from pure noise: ``solve_svi(prior, op, y, **SVI_PAPER)``.
+SVI_PAPER = {"eta": 0.15, "cg_steps": 5, "gamma": 1.0, "gamma_schedule": "const", "t_start": None}
+
+
+def default_t_start(sigma_y: float) -> int:
+    """The start timestep of ``t_start="default"`` for noise level ``sigma_y`` (pixel units)."""
+    return T_START_NOISY if float(sigma_y) > 0 else T_START_NOISELESS
+
+
 def solve_svi(
     denoiser,
     op: LinearOperator,
     y: torch.Tensor,
     *,
-    steps: int = 20,
-    eta: float = 0.15,
-    cg_steps: int = 5,
+    steps: int = SVI_DEFAULTS["steps"],
+    eta: float = SVI_DEFAULTS["eta"],
+    cg_steps: int = SVI_DEFAULTS["cg_steps"],
     sigma_y: float = 0.0,
-    gamma: float = 1.0,
-    gamma_schedule: str = "const",
+    gamma: float = SVI_DEFAULTS["gamma"],
+    gamma_schedule: str = SVI_DEFAULTS["gamma_schedule"],
     shared_noise: bool = True,
     noise_share: float | None = None,
     data_step: str = "cg",
-    t_start: int | None = None,
-    init: str = "lift",
+    t_start: int | str | None = "default",
+    init: str = SVI_DEFAULTS["init"],
     seed: int = 0,
     callback: Callback | None = None,
     frame_ids: Sequence[int] | None = None,
@@ -278,7 +296,8 @@ def solve_svi(
         y: Measurement ``op.A(x) + noise`` in pixel units, shape ``op.output_shape(x)``.
         steps: Number of diffusion steps (= network evaluations).
         eta: DDS stochasticity in ``[0, 1]`` (0.15 temporal tasks, 0.8 spatio-temporal in the
-            paper).
+            paper). The keyword defaults are :data:`SVI_DEFAULTS` (those of ``restore``);
+            :data:`SVI_PAPER` holds the paper's settings.
         cg_steps: Data-step iterations per diffusion step (0 disables the data step).
         sigma_y: Measurement noise std in pixel units; ``> 0`` switches to the proximal form.
         gamma: Weight of the data term in the proximal form (dimensionless; identical in pixel
@@ -298,8 +317,10 @@ def solve_svi(
             applies, else ``"cg"``). The exact step runs once per diffusion step whatever
             ``cg_steps`` is (``cg_steps = 0`` still disables the data step). In the noiseless
             form the data step is early-stopped CG by design, so ``"auto"`` is ``"cg"`` there.
-        t_start: First timestep (``None``: ``N - 1`` from pure noise); otherwise start from
-            the initial estimate ``init`` noised to ``t_start``.
+        t_start: First timestep: ``"default"`` (:func:`default_t_start`: 100 for noisy, 500
+            for noiseless measurements), an integer, or ``None`` (``N - 1`` from pure noise, as in
+            the paper); except with ``None``, the run starts from the initial estimate ``init``
+            noised to ``t_start``.
         init: Initial estimate used with ``t_start`` (the "come closer, diffuse faster" start
             of Chung, Sim & Ye, CVPR 2022): ``"lift"`` (``op.lift(y)``: the measurement itself
             for temporal blurs, the bicubic upsampling for SR) or ``"cg"`` (20 CG iterations of
@@ -343,6 +364,8 @@ def solve_svi(
     """
     if data_step not in DATA_STEPS:
         raise UserError(f"data_step must be one of {DATA_STEPS}, got {data_step!r}")
+    if t_start == "default":
+        t_start = default_t_start(sigma_y)
     if int(steps) < 1 or int(cg_steps) < 0:
         raise UserError(f"steps must be >= 1 and cg_steps >= 0, got steps={steps}, cg_steps={cg_steps}")
     if not 0.0 <= float(eta) <= 1.0:

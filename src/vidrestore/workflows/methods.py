@@ -27,6 +27,7 @@ import torch
 
 from ..errors import UserError
 from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
+from ..solvers.svi import SVI_DEFAULTS, T_START_NOISELESS, T_START_NOISY
 from ..tensor import resolve_device
 from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile
 
@@ -166,18 +167,18 @@ class PriorOptions(WindowedOptions):
 
 @dataclass(frozen=True)
 class SVIOptions(PriorOptions):
-    """``-m svi`` / ``-m dds`` (:func:`~vidrestore.solvers.solve_svi`): eta 0.8 and 20 CG steps
+    """``-m svi`` / ``-m dds`` (:func:`~vidrestore.solvers.solve_svi`, defaults :data:`~vidrestore.solvers.svi.SVI_DEFAULTS`): eta 0.8 and 20 CG steps
     per diffusion step for the bundled prior. Noiseless measurements start at t = 500 from the
     lifted measurement; noisy ones (``sigma_y > 0``) at t = 100 with the sigma-weighted data
     step (``NOISY_DIFFUSION``; docs/diffusion_defaults.md)."""
 
-    steps: int = 20
-    eta: float = 0.8
-    cg_steps: int = 20
+    steps: int = SVI_DEFAULTS["steps"]
+    eta: float = SVI_DEFAULTS["eta"]
+    cg_steps: int = SVI_DEFAULTS["cg_steps"]
     t_start: int | None = None
-    init: str = "lift"
-    gamma: float = 0.3
-    gamma_schedule: str = "sigma"
+    init: str = SVI_DEFAULTS["init"]
+    gamma: float = SVI_DEFAULTS["gamma"]
+    gamma_schedule: str = SVI_DEFAULTS["gamma_schedule"]
     #: svi only: noise correlation between frames (None/1: identical noise, the paper's; 0:
     #: independent); dds always draws independent noise per frame.
     noise_share: float | None = None
@@ -186,8 +187,8 @@ class SVIOptions(PriorOptions):
     #: (exact where available, else CG) or "gd"; docs/data_step.md.
     data_step: str = "cg"
 
-    NOISY: ClassVar[dict] = {"t_start": 100}
-    NOISELESS: ClassVar[dict] = {"t_start": 500}
+    NOISY: ClassVar[dict] = {"t_start": T_START_NOISY}
+    NOISELESS: ClassVar[dict] = {"t_start": T_START_NOISELESS}
 
     def num_steps(self) -> int:
         return int(self.steps)

@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--methods", default="pvdnet,svi")
+    ap.add_argument("--tile", default="auto", help="--tile of restore (auto; off: whole frames, for comparison).")
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
     a = ap.parse_args()
     gt = load_clip(a.clip, a.frames)
@@ -111,9 +112,9 @@ def main() -> None:
                 y = (op.A(gt) + 0.01 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
                 extra = ["--op", "blur:gauss:1.5", "--sigma-y", "0.01", "--steps", str(a.steps)]
             write_video(tmp / "y.npz", y, 24.0)
-            seconds, peak_mb = run_cli(["restore", str(tmp / "y.npz"), "-o", str(tmp / f"{method}.npz"), "-m", method, "-q", *extra])
+            seconds, peak_mb = run_cli(["restore", str(tmp / "y.npz"), "-o", str(tmp / f"{method}.npz"), "-m", method, "--tile", a.tile, "-q", *extra])
             out = read_video(tmp / f"{method}.npz")[0]
-            row = {"method": method, "size": f"{H}x{W}", "frames": a.frames, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
+            row = {"method": method, "tile": a.tile, "size": f"{H}x{W}", "frames": a.frames, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
                    "psnr_input": round(psnr(y, gt), 2), "psnr_output": round(psnr(out, gt), 2),
                    "seams": {k: round(v, 3) for k, v in seam_ratio(out, gt).items()}}
             print(json.dumps(row), flush=True)

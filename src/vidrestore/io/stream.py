@@ -36,7 +36,6 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -47,6 +46,7 @@ from ..errors import UserError, warn
 from .atomic import atomic_path
 from .video import (
     ARRAY_EXTENSIONS,
+    check_write_settings,
     DEFAULT_FPS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -66,7 +66,6 @@ from .video import (
     _make_av_frame,
     _make_gif_frame,
     _natural_key,
-    _output_kind,
     _quantize,
     _rate,
     _read_image,
@@ -567,21 +566,8 @@ class VideoWriter:
     ):
         text = os.fspath(path)
         self.path = p = Path(text)
-        try:
-            fps = float(fps)
-        except (TypeError, ValueError):
-            raise UserError(f"fps for {p} must be a number, got {fps!r}") from None
-        if not (math.isfinite(fps) and fps > 0):
-            raise UserError(f"fps for {p} must be positive and finite, got {fps}")
-        if not _is_int(crf) or not 0 <= int(crf) <= 51:
-            raise UserError(f"crf for {p} must be an integer in 0..51, got {crf!r}")
-        if bit_depth not in (8, 16):
-            raise UserError(f"bit_depth for {p} must be 8 or 16, got {bit_depth!r}")
-        if codec is not None and codec not in WRITE_CODECS:
-            raise UserError(f"unknown codec {codec!r} for {p}; choose one of {', '.join(WRITE_CODECS)}")
-        self.kind = kind = _output_kind(text, p)
-        if bit_depth == 16 and kind not in ("folder", ".npy", ".npz"):
-            raise UserError(f"bit_depth=16 is only supported for PNG frame folders, not {p}")
+        fps, kind = check_write_settings(text, fps, crf, bit_depth, codec)
+        self.kind = kind
         if codec is not None:
             allowed = {".mp4": ("h264", "h264-lossless"), ".mov": ("h264", "h264-lossless"), ".mkv": WRITE_CODECS, ".avi": WRITE_CODECS}
             if codec not in allowed.get(kind, ()):

@@ -713,6 +713,28 @@ def check_output(
     return p
 
 
+def check_write_settings(text: str, fps, crf, bit_depth, codec) -> tuple[float, str]:
+    """Validate the settings of a video write to ``text``; ``(fps as float, output kind)``.
+    UserError naming the file for a bad fps, crf, bit depth, codec or extension."""
+    p = Path(text)
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise UserError(f"fps for {p} must be a number, got {fps!r}") from None
+    if not (math.isfinite(fps) and fps > 0):
+        raise UserError(f"fps for {p} must be positive and finite, got {fps}")
+    if not _is_int(crf) or not 0 <= int(crf) <= 51:
+        raise UserError(f"crf for {p} must be an integer in 0..51, got {crf!r}")
+    if bit_depth not in (8, 16):
+        raise UserError(f"bit_depth for {p} must be 8 or 16, got {bit_depth!r}")
+    if codec is not None and codec not in WRITE_CODECS:
+        raise UserError(f"unknown codec {codec!r} for {p}; choose one of {', '.join(WRITE_CODECS)}")
+    kind = _output_kind(text, p)
+    if bit_depth == 16 and kind not in ("folder", ".npy", ".npz"):
+        raise UserError(f"bit_depth=16 is only supported for PNG frame folders, not {p}")
+    return fps, kind
+
+
 def write_video(
     path: str | os.PathLike,
     video: torch.Tensor,
@@ -759,22 +781,7 @@ def write_video(
     text = os.fspath(path)
     p = Path(text)
     arr = _video_array(video, p)
-    try:
-        fps = float(fps)
-    except (TypeError, ValueError):
-        raise UserError(f"fps for {p} must be a number, got {fps!r}") from None
-    if not (math.isfinite(fps) and fps > 0):
-        raise UserError(f"fps for {p} must be positive and finite, got {fps}")
-    if not _is_int(crf) or not 0 <= int(crf) <= 51:
-        raise UserError(f"crf for {p} must be an integer in 0..51, got {crf!r}")
-    if bit_depth not in (8, 16):
-        raise UserError(f"bit_depth for {p} must be 8 or 16, got {bit_depth!r}")
-    if codec is not None and codec not in WRITE_CODECS:
-        raise UserError(f"unknown codec {codec!r} for {p}; choose one of {', '.join(WRITE_CODECS)}")
-
-    kind = _output_kind(text, p)
-    if bit_depth == 16 and kind not in ("folder", ".npy", ".npz"):
-        raise UserError(f"bit_depth=16 is only supported for PNG frame folders, not {p}")
+    fps, kind = check_write_settings(text, fps, crf, bit_depth, codec)
     if codec is not None:
         allowed = {".mp4": ("h264", "h264-lossless"), ".mov": ("h264", "h264-lossless")}
         allowed.update({".mkv": WRITE_CODECS, ".avi": WRITE_CODECS})

@@ -195,7 +195,8 @@ def test_browser_upload_run_cg_shows_the_output(app_url, clips):
         driver.get(app_url)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#clip input[type=file]"))
         driver.find_element(By.CSS_SELECTOR, "#clip input[type=file]").send_keys(str(clips / "tiny.mp4"))
-        wait.until(lambda d: "tiny.mp4" in d.find_element(By.ID, "clip").text)
+        # The file list shows the name and the extension in separate elements ("tiny\n.mp4").
+        wait.until(lambda d: "tiny.mp4" in d.find_element(By.ID, "clip").text.replace("\n", ""))
         spec = driver.find_element(By.CSS_SELECTOR, "#op textarea, #op input")
         spec.clear()
         spec.send_keys("blur:gauss:1")

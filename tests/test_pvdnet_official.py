@@ -33,23 +33,20 @@ def _two_threads():
     torch.set_num_threads(n)
 
 
-def recipe_weights(shapes, seed):
-    """Same recipe as ``scripts/make_pvdnet_official_fixture.py`` (checked by a fingerprint):
-    one generator, sorted names; ``1 + 0.1 z`` for ``Scale{X,Y}.weight``, ``0.1 z`` for other
-    1-D tensors, ``z * sqrt(gain / fan_in)`` otherwise (gain 2 for ``BIMNet.*``, else 1)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name in sorted(shapes):
-        shape = list(shapes[name])
-        z = torch.randn(shape, generator=g, dtype=torch.float32)
-        if name.endswith(("ScaleX.weight", "ScaleY.weight")):
-            out[name] = 1.0 + 0.1 * z
-        elif len(shape) == 1:
-            out[name] = 0.1 * z
-        else:
-            gain = 2.0 if name.split(".")[0] == "BIMNet" else 1.0
-            out[name] = z * math.sqrt(gain / math.prod(shape[1:]))
-    return out
+def _fixture_script():
+    """``scripts/make_pvdnet_official_fixture.py`` as a module (its weight recipe; the official
+    code it drives is only imported when the script runs)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_pvdnet_official_fixture.py"
+    spec = importlib.util.spec_from_file_location("make_pvdnet_official_fixture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The fixture's weight recipe, shared with the script that made it (checked by a fingerprint).
+recipe_weights = _fixture_script().recipe_weights
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,8 @@ from vidrestore.ops import measure, parse
 from vidrestore.solvers import solve_dds, solve_dps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tests run many small network calls; on a busy 2-core machine two torch threads
-    # contend badly (10x slower), so use one and restore the setting afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Many small network calls: on a busy 2-core machine two torch threads contend badly.
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def texture(h: int, w: int, dx: float = 0.0, dy: float = 0.0, *, seed: int = 0) -> torch.Tensor:

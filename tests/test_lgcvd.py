@@ -19,13 +19,7 @@ from vidrestore.train.lgcvd import (
 )
 from vidrestore.workflows.lgcvd import generate_video, interpolate_video, predict_video, sample_clip
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not fight the other jobs for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 TINY = dict(channels=1, frames=8, image_size=16, dim=8, dim_mults=[1, 2], num_res_blocks=1, attn_resolutions=[8], head_channels=8)

@@ -34,12 +34,7 @@ MARGIN_GREY = 0.92
 MARGIN_WRONG = 0.75
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _windows(n=8, **kw):

@@ -12,12 +12,7 @@ from vidrestore.workflows import deblur as D
 TINY_PVD = {"pv_ch": 4, "img_ch": 4, "ch": 4, "mid_ch": 4, "low_ch": 4, "num_blocks": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _texture(h, w, seed=0):

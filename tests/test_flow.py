@@ -13,6 +13,7 @@ from vidrestore.flow import (
     estimate_flow,
     fb_consistency,
     get_flow_estimator,
+    inside_mask,
     resize_flow,
     warp,
 )
@@ -94,7 +95,7 @@ def test_get_flow_estimator():
 
 def test_warp_zero_flow_is_identity():
     x = torch.rand(2, 3, 9, 13)
-    out, valid = warp(x, torch.zeros(2, 2, 9, 13), return_valid=True)
+    out, valid = warp(x, torch.zeros(2, 2, 9, 13)), inside_mask(torch.zeros(2, 2, 9, 13))
     torch.testing.assert_close(out, x, atol=1e-6, rtol=0)
     assert valid.shape == (2, 1, 9, 13) and bool((valid == 1).all())
     torch.testing.assert_close(warp(x, torch.zeros(2, 2, 9, 13), mode="nearest"), x)
@@ -105,7 +106,7 @@ def test_warp_integer_flow_nearest_matches_bilinear_and_shift():
     flow = torch.zeros(1, 2, 10, 12)
     flow[:, 0] = 2.0
     flow[:, 1] = -1.0
-    bil, valid = warp(x, flow, return_valid=True)
+    bil, valid = warp(x, flow), inside_mask(flow)
     near = warp(x, flow, mode="nearest")
     torch.testing.assert_close(bil, near, atol=1e-5, rtol=0)
     # out(y, x) = in(y - 1, x + 2)

@@ -296,6 +296,8 @@ def test_predict_interpolate_generate_shapes_and_determinism():
     assert torch.equal(u, generate_video(net, 12, batch=2, steps=3, generator=g()))
     with pytest.raises(UserError):
         predict_video(net, torch.rand(1, 3, 2, 15, 16), 2, steps=2)
+    with pytest.raises(TypeError, match="unknown sampling option.*stpes"):
+        predict_video(net, past, 2, stpes=2)
 
 
 # ------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_cross_attention_init_lets_the_context_encoder_learn():
 
 
 def test_next_context_rules_and_sampler_share_them():
-    from vidrestore.workflows.lgcvd import _Context
+    from vidrestore.workflows.lgcvd import _ClipChain
 
     clip = torch.rand(2, 1, 8, 16, 16, generator=torch.Generator().manual_seed(1))
     for mode in ("average", "last"):
@@ -75,7 +75,7 @@ def test_next_context_rules_and_sampler_share_them():
             e, grey = net.encode_context(to_model(clip)), net.encode_context(None, like=clip)
             want = e if mode == "last" else 0.5 * (e + grey)
             torch.testing.assert_close(next_context(net, to_model(clip)), want)
-            ctx = _Context(net, clip, carry=True)  # the sampler's running context
+            ctx = _ClipChain(net, clip, carry=True)  # the sampler's running context
             torch.testing.assert_close(ctx.feat, grey)
             ctx.update(clip)
             torch.testing.assert_close(ctx.feat, want)

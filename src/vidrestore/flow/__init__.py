@@ -21,7 +21,7 @@ from .estimators import (
 )
 from .pair import FlowPair, flow_pair
 from .pyramid import pyramid_flow, pyramid_size
-from .warp import check_flow, flow_grid, resize_flow, warp
+from .warp import check_flow, flow_grid, inside_mask, resize_flow, warp
 
 __all__ = [
     "DIS_PRESETS",
@@ -42,4 +42,5 @@ __all__ = [
     "resize_flow",
     "to_gray_u8",
     "warp",
+    "inside_mask",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .warp import check_flow, warp
+from .warp import check_flow, inside_mask, warp
 
 __all__ = ["fb_confidence", "fb_consistency"]
 
@@ -54,7 +54,8 @@ def fb_consistency(
         )
     if alpha < 0 or beta <= 0:
         raise UserError(f"fb_consistency needs alpha >= 0 and beta > 0, got {alpha}, {beta}")
-    bw_warped, valid = warp(flow_bw, flow_fw, padding_mode="border", return_valid=True)
+    bw_warped = warp(flow_bw, flow_fw, padding_mode="border")
+    valid = inside_mask(flow_fw, bw_warped.dtype)
     diff = (flow_fw + bw_warped).square().sum(1, keepdim=True)
     bound = alpha * (flow_fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)) + beta
     mask = (diff <= bound).to(flow_fw.dtype)

@@ -17,7 +17,7 @@ import torch
 
 from .consistency import fb_confidence, fb_consistency
 from .estimators import FlowEstimator, estimate_flow
-from .warp import warp
+from .warp import inside_mask, warp
 
 __all__ = ["FlowPair", "flow_pair"]
 
@@ -72,6 +72,6 @@ def flow_pair(
     fw = estimate_flow(frame_a, frame_b, method=method)
     bw = estimate_flow(frame_b, frame_a, method=method)
     mask, _ = fb_consistency(fw, bw, alpha, beta, exclude_out_of_frame=True)
-    _, inside = warp(torch.zeros_like(fw[:, :1]), fw, return_valid=True)
+    inside = inside_mask(fw)
     conf = fb_confidence(fw, bw) * inside
     return FlowPair(fw, mask, conf)

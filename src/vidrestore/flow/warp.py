@@ -13,14 +13,12 @@ so a flow estimated with :func:`vidrestore.flow.estimate_flow(target, source)` s
 
 from __future__ import annotations
 
-from typing import Literal, overload
-
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
 
-__all__ = ["warp", "resize_flow", "flow_grid", "check_flow"]
+__all__ = ["warp", "inside_mask", "resize_flow", "flow_grid", "check_flow"]
 
 
 def check_flow(flow: torch.Tensor, name: str = "flow") -> torch.Tensor:
@@ -52,36 +50,13 @@ def flow_grid(flow: torch.Tensor) -> torch.Tensor:
     return base + flow
 
 
-@overload
-def warp(
-    x: torch.Tensor,
-    flow: torch.Tensor,
-    *,
-    mode: str = ...,
-    padding_mode: str = ...,
-    return_valid: Literal[False] = ...,
-) -> torch.Tensor: ...
-
-
-@overload
-def warp(
-    x: torch.Tensor,
-    flow: torch.Tensor,
-    *,
-    mode: str = ...,
-    padding_mode: str = ...,
-    return_valid: Literal[True],
-) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
 def warp(
     x: torch.Tensor,
     flow: torch.Tensor,
     *,
     mode: str = "bilinear",
     padding_mode: str = "zeros",
-    return_valid: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Backward-warp ``x`` by ``flow``: ``out(p) = x(p + flow(p))``.
 
     Differentiable with respect to ``x`` and (for ``mode="bilinear"``) ``flow``.
@@ -93,12 +68,10 @@ def warp(
         mode: ``"bilinear"`` or ``"nearest"`` (passed to ``grid_sample``).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` for samples outside the
             frame (passed to ``grid_sample``).
-        return_valid: also return the validity mask.
 
     Returns:
-        The warped ``(B, C, H, W)`` tensor (same dtype as ``x``); with ``return_valid=True``
-        a tuple ``(warped, valid)`` where ``valid`` is ``(B, 1, H, W)`` float in ``{0, 1}``,
-        1 where the sample point ``p + flow(p)`` lies inside ``[0, W-1] x [0, H-1]``.
+        The warped ``(B, C, H, W)`` tensor (same dtype as ``x``). :func:`inside_mask` tells
+        which samples came from inside the frame.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -121,14 +94,26 @@ def warp(
     gx = 2.0 * pos[:, 0] / max(w - 1, 1) - 1.0
     gy = 2.0 * pos[:, 1] / max(h - 1, 1) - 1.0
     grid = torch.stack((gx, gy), dim=-1)  # (B, H, W, 2)
-    out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-    if not return_valid:
-        return out
-    eps = 1e-3  # tolerate round-off for samples that land exactly on the border
-    valid = (
-        (pos[:, 0] >= -eps) & (pos[:, 0] <= w - 1 + eps) & (pos[:, 1] >= -eps) & (pos[:, 1] <= h - 1 + eps)
-    )
-    return out, valid.unsqueeze(1).to(out.dtype)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
+def inside_mask(flow: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Where backward warping by ``flow`` samples inside the frame.
+
+    Args:
+        flow: ``(B, 2, H, W)`` backward flow in pixels.
+        dtype: dtype of the mask (default: the flow's).
+
+    Returns:
+        ``(B, 1, H, W)`` in ``{0, 1}``: 1 where ``p + flow(p)`` lies inside
+        ``[0, W-1] x [0, H-1]`` (with a 1e-3 pixel tolerance for round-off on the border).
+    """
+    check_flow(flow)
+    h, w = flow.shape[-2:]
+    pos = flow_grid(flow)
+    eps = 1e-3
+    valid = (pos[:, 0] >= -eps) & (pos[:, 0] <= w - 1 + eps) & (pos[:, 1] >= -eps) & (pos[:, 1] <= h - 1 + eps)
+    return valid.unsqueeze(1).to(dtype or flow.dtype)
 
 
 def resize_flow(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, TypedDict
+
 import torch
 
 from ..errors import UserError
@@ -57,6 +59,33 @@ def check_pair(x: torch.Tensor, ref: torch.Tensor, names: tuple[str, str] = ("x"
             raise UserError(f"{name} contains NaN values")
         if bool(torch.isinf(t).any()):
             raise UserError(f"{name} contains infinite values")
+
+
+class FrameOptions(TypedDict, total=False):
+    """Options shared by the per-frame fidelity metrics (:func:`per_frame_metric`)."""
+
+    crop_border: int
+    y_channel: bool
+    data_range: float
+    reduction: str
+
+
+def per_frame_metric(
+    x: torch.Tensor,
+    ref: torch.Tensor,
+    per_frame: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
+    *,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    data_range: float = 1.0,
+    reduction: str = "mean",
+) -> float | torch.Tensor:
+    """Evaluate ``per_frame(xf, rf, data_range) -> (N,)`` on float64 frames of ``x`` and ``ref``
+    (validated, border-cropped, optionally luma), then reduce: ``"mean"`` over frames and batch
+    to a Python float, ``"none"`` to ``(B, T)`` for videos or ``(B,)`` for images."""
+    check_reduction(reduction)
+    xf, rf, lead = prepare_frames(x, ref, crop_border=crop_border, y_channel=y_channel, data_range=data_range)
+    return reduce(per_frame(xf, rf, float(data_range)).reshape(lead), reduction)
 
 
 def prepare_frames(

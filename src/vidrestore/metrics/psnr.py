@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
-from ._common import check_reduction, prepare_frames, reduce, rgb_to_y
+from ._common import FrameOptions, per_frame_metric, rgb_to_y
 
 __all__ = ["psnr", "rgb_to_y"]
 
 
-def psnr(
-    x: torch.Tensor,
-    ref: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    y_channel: bool = False,
-    data_range: float = 1.0,
-    reduction: str = "mean",
-) -> float | torch.Tensor:
+def psnr(x: torch.Tensor, ref: torch.Tensor, **options: Unpack[FrameOptions]) -> float | torch.Tensor:
     """PSNR in dB, ``10 log10(data_range² / MSE)``, computed per frame then averaged.
 
     Follows BasicSR's ``calculate_psnr`` (float path): the border of ``crop_border`` pixels is
@@ -33,6 +27,7 @@ def psnr(
         x: restored image ``(B, C, H, W)`` or video ``(B, C, T, H, W)`` in
             ``[0, data_range]``.
         ref: ground truth of the same shape.
+        Keyword options (:class:`FrameOptions`, defaults 0 / False / 1.0 / "mean"):
         crop_border: pixels removed from each spatial border before the computation.
         y_channel: evaluate on the luma channel only (needs C = 3, RGB).
         data_range: peak signal value (1.0 for ``[0, 1]`` inputs).
@@ -47,9 +42,10 @@ def psnr(
         UserError: on mismatched shapes, NaN/inf values, bad ``crop_border`` or
             ``y_channel`` on non-RGB input.
     """
-    check_reduction(reduction)
-    xf, rf, lead = prepare_frames(x, ref, crop_border=crop_border, y_channel=y_channel, data_range=data_range)
+    return per_frame_metric(x, ref, _psnr_frames, **options)
+
+
+def _psnr_frames(xf: torch.Tensor, rf: torch.Tensor, data_range: float) -> torch.Tensor:
     mse = (xf - rf).square().flatten(1).mean(1)
-    values = 10.0 * torch.log10(float(data_range) ** 2 / mse)  # mse == 0 -> +inf
-    return reduce(values.reshape(lead), reduction)
+    return 10.0 * torch.log10(data_range**2 / mse)  # mse == 0 -> +inf
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ._common import check_reduction, prepare_frames, reduce
+from ._common import FrameOptions, per_frame_metric
 
 __all__ = ["ssim", "gaussian_window_1d"]
 
@@ -56,15 +58,7 @@ def _ssim_frames(xf: torch.Tensor, rf: torch.Tensor, data_range: float) -> torch
     return torch.cat(out).view(n, c).mean(1)
 
 
-def ssim(
-    x: torch.Tensor,
-    ref: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    y_channel: bool = False,
-    data_range: float = 1.0,
-    reduction: str = "mean",
-) -> float | torch.Tensor:
+def ssim(x: torch.Tensor, ref: torch.Tensor, **options: Unpack[FrameOptions]) -> float | torch.Tensor:
     """Structural similarity index, per frame then averaged.
 
     Wang, Bovik, Sheikh & Simoncelli, "Image Quality Assessment: From Error Visibility to
@@ -80,6 +74,7 @@ def ssim(
         x: restored image ``(B, C, H, W)`` or video ``(B, C, T, H, W)`` in
             ``[0, data_range]``; frames must be at least 11x11 after cropping.
         ref: ground truth of the same shape.
+        Keyword options (:class:`FrameOptions`, defaults 0 / False / 1.0 / "mean"):
         crop_border: pixels removed from each spatial border before the computation.
         y_channel: evaluate on BT.601 luma only (needs C = 3, RGB; see
             :func:`vidrestore.metrics.rgb_to_y`).
@@ -95,8 +90,5 @@ def ssim(
         UserError: on mismatched shapes, NaN/inf values, frames smaller than the window,
             bad ``crop_border`` or ``y_channel`` on non-RGB input.
     """
-    check_reduction(reduction)
-    xf, rf, lead = prepare_frames(x, ref, crop_border=crop_border, y_channel=y_channel, data_range=data_range)
-    values = _ssim_frames(xf, rf, float(data_range))
-    return reduce(values.reshape(lead), reduction)
+    return per_frame_metric(x, ref, _ssim_frames, **options)
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import UserError
-from ..flow import FlowEstimator, estimate_flow, fb_consistency, warp
+from ..flow import FlowEstimator, estimate_flow, fb_consistency, inside_mask, warp
 from ._common import check_pair, check_reduction
 
 __all__ = ["TemporalFlows", "compute_ref_flows", "warp_error"]
@@ -164,7 +164,8 @@ def warp_error(
 
     nxt, prv = _pairs(video.detach().float())
     f = _from_pairs_layout(flows.to(device=video.device, dtype=torch.float32))
-    warped, valid = warp(prv, f, return_valid=True)
+    warped = warp(prv, f)
+    valid = inside_mask(f, warped.dtype)
     m = valid if masks is None else valid * _from_pairs_layout(masks.to(device=video.device, dtype=torch.float32))
     sq = (nxt.double() - warped.double()).square().sum(1, keepdim=True)  # (N, 1, H, W)
     m = m.double()

@@ -186,7 +186,12 @@ def _steepest_descent(matvec, b: torch.Tensor, x: torch.Tensor, iters: int) -> t
     return x
 
 
-def _setup(denoiser, op: LinearOperator, y: torch.Tensor, multiple: int | None):
+def _setup(denoiser, op: LinearOperator, y: torch.Tensor, multiple: int | None, frame_ids: Sequence[int] | None,
+           steps: int, t_start: int | None, spacing: str):
+    """Validate ``op``/``y``, pad the operator to the prior's size multiple, resolve the
+    absolute frame ids and the sampling timesteps. Returns ``(op_p, shape_p, size, ids, acp, ts)``:
+    padded operator and model-space shape, the unpadded ``(H, W)``, frame ids, the prior's
+    ``alphas_cumprod`` (float64, CPU) and the timesteps from :func:`sampling_timesteps`."""
     check_video(y, "measurement y")
     if not isinstance(op, LinearOperator):
         raise UserError(f"op must be a vidrestore LinearOperator, got {type(op).__name__}")
@@ -196,7 +201,13 @@ def _setup(denoiser, op: LinearOperator, y: torch.Tensor, multiple: int | None):
     if multiple is None:
         multiple = int(getattr(denoiser, "multiple", DEFAULT_MULTIPLE) or 1)
     op_p, shape_p = pad_operator(op, x_shape, int(multiple))
-    return op_p, shape_p, (x_shape[3], x_shape[4])
+    T = shape_p[2]
+    ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
+    if len(ids) != T:
+        raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
+    acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
+    ts = sampling_timesteps(int(steps), int(acp.shape[0]), t_start, spacing)
+    return op_p, shape_p, (x_shape[3], x_shape[4]), ids, acp, ts
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,13 +387,7 @@ def solve_svi(
         raise UserError(f"gamma_schedule must be one of {GAMMA_SCHEDULES}, got {gamma_schedule!r}")
     if init not in INITS:
         raise UserError(f"init must be one of {INITS}, got {init!r}")
-    op_p, shape, size = _setup(denoiser, op, y, multiple)
-    T = shape[2]
-    ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
-    if len(ids) != T:
-        raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
-    acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
-    ts = sampling_timesteps(int(steps), int(acp.shape[0]), t_start, spacing)
+    op_p, shape, size, ids, acp, ts = _setup(denoiser, op, y, multiple, frame_ids, steps, t_start, spacing)
     share = (1.0 if shared_noise else 0.0) if noise_share is None else float(noise_share)
     if not 0.0 <= share <= 1.0:
         raise UserError(f"noise_share must lie in [0, 1], got {noise_share}")
@@ -536,13 +541,7 @@ def solve_dps(
     """
     if int(steps) < 1 or float(zeta) < 0 or float(sigma_y) < 0:
         raise UserError(f"steps must be >= 1 and zeta, sigma_y >= 0; got {steps}, {zeta}, {sigma_y}")
-    op_p, shape, size = _setup(denoiser, op, y, multiple)
-    T = shape[2]
-    ids = list(range(T)) if frame_ids is None else [int(f) for f in frame_ids]
-    if len(ids) != T:
-        raise UserError(f"frame_ids has {len(ids)} entries for {T} frames")
-    acp = torch.as_tensor(denoiser.alphas_cumprod, dtype=torch.float64).detach().cpu()
-    ts = sampling_timesteps(int(steps), int(acp.shape[0]), None, spacing)
+    op_p, shape, size, ids, acp, ts = _setup(denoiser, op, y, multiple, frame_ids, steps, None, spacing)
     noise_src = _Noise(shape, 1.0 if shared_noise else 0.0, seed, ids, like=y)
     y_model = measurement_to_model(op_p, y.detach(), shape)
     tiny = torch.finfo(y.dtype).tiny

@@ -184,32 +184,75 @@ def _check_size(net: LGCVDUNet, x: torch.Tensor) -> None:
         raise UserError(f"frame size {h}x{w} must be a multiple of {net.factor} for this network")
 
 
-class _Context:
-    """Global context across clips: ``f_0 = E(grey clip)``, then :func:`next_context` after each
-    clip (the rule the network was trained with: running average or the last clip's encoding)."""
+class _ClipChain:
+    """Clips sampled one after another with one sampler setting, carrying the global context.
 
-    def __init__(self, net: LGCVDUNet, like: torch.Tensor, carry: bool):
+    The context starts as ``f_0 = E(grey clip)`` and after each clip follows :func:`next_context`
+    (the rule the network was trained with: running average or the last clip's encoding), unless
+    ``carry`` is off (every clip then sees the fixed grey context, the "local context only"
+    behaviour). ``callback`` runs after every clip, ``step_callback`` after every sampler step.
+    """
+
+    def __init__(self, net: LGCVDUNet, like: torch.Tensor, *, carry: bool = True, steps: int = 50, eta: float = 1.0,
+                 generator: torch.Generator | None = None, callback: Callable[[], None] | None = None,
+                 step_callback: Callable[[], None] | None = None):
         self.net, self.carry = net, carry
+        self.steps, self.eta, self.generator = steps, eta, generator
+        self.callback, self.step_callback = callback, step_callback
         self.feat = net.encode_context(None, like=like) if net.global_context else None
 
-    def update(self, clip_pixel: torch.Tensor) -> None:
+    def sample(self, cond_clip: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One clip given its local condition; then the context update and ``callback``."""
+        clip = sample_clip(self.net, cond_clip, positions, self.feat, steps=self.steps, eta=self.eta,
+                           generator=self.generator, step_callback=self.step_callback)
+        self.update(clip)
+        if self.callback is not None:
+            self.callback()
+        return clip
+
+    def update(self, clip: torch.Tensor) -> None:
+        """Advance the global context past ``clip`` (pixel space), if it is carried."""
         if self.feat is not None and self.carry:
-            self.feat = next_context(self.net, to_model(clip_pixel), self.feat)
+            self.feat = next_context(self.net, to_model(clip), self.feat)
+
+    def continue_from(self, frames: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+        """Predict ``n`` frames after ``frames`` (network space, at least one frame) with stride
+        ``F - 2``: each clip is conditioned on the last two frames so far at positions (0, 1),
+        or on a single known frame at position 0 (slot a empty)."""
+        f, out = self.net.frames, []
+        b, c, h, w = frames[-1].shape
+        known = list(frames)
+        while len(out) < n:
+            cond_clip = torch.zeros(b, c, f, h, w)
+            if len(known) >= 2:
+                cond_clip[:, :, 0], cond_clip[:, :, 1] = known[-2], known[-1]
+                pos, first_new = torch.tensor([[0, 1]] * b), 2
+            else:
+                cond_clip[:, :, 0] = known[-1]
+                pos, first_new = torch.tensor([[-1, 0]] * b), 1
+            clip = self.sample(cond_clip, pos)
+            new = list(clip[:, :, first_new : first_new + min(f - first_new, n - len(out))].unbind(2))
+            known += new
+            out += new
+        return out
+
+
+#: Keyword arguments shared by :func:`predict_video`, :func:`interpolate_video` and
+#: :func:`generate_video` (passed on to :class:`_ClipChain`): ``steps`` (sampler steps, respaced
+#: from 1000), ``eta`` (1 = ancestral, 0 = deterministic DDIM), ``generator``, ``callback``
+#: (after every clip) and ``step_callback`` (after every sampler step).
+SAMPLING_OPTIONS = ("steps", "eta", "generator", "callback", "step_callback")
+
+
+def _chain(net: LGCVDUNet, like: torch.Tensor, carry: bool, sampling: dict) -> _ClipChain:
+    unknown = sorted(set(sampling) - set(SAMPLING_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown sampling option(s): {', '.join(unknown)} (accepted: {', '.join(SAMPLING_OPTIONS)})")
+    return _ClipChain(net, like, carry=carry, **sampling)
 
 
 @torch.no_grad()
-def predict_video(
-    net: LGCVDUNet,
-    past: torch.Tensor,
-    num_frames: int,
-    *,
-    steps: int = 50,
-    eta: float = 1.0,
-    generator: torch.Generator | None = None,
-    carry_context: bool = True,
-    callback: Callable[[], None] | None = None,
-    step_callback: Callable[[], None] | None = None,
-) -> torch.Tensor:
+def predict_video(net: LGCVDUNet, past: torch.Tensor, num_frames: int, *, carry_context: bool = True, **sampling) -> torch.Tensor:
     """Autoregressive prediction of ``num_frames`` frames after ``past``.
 
     Args:
@@ -217,10 +260,9 @@ def predict_video(
         past: ``(B, C, T0, H, W)`` in ``[0, 1]``; its last two frames (or its only frame) condition
             the first clip.
         num_frames: Number of new frames (>= 1).
-        steps, eta, generator: Sampler settings (see :func:`sample_clip`).
         carry_context: Carry the running global context across clips (``False``: every clip
             sees the fixed grey context, the "local context only" behaviour).
-        callback: Called after every clip.
+        **sampling: :data:`SAMPLING_OPTIONS`.
 
     Returns:
         ``(B, C, T0 + num_frames, H, W)``: ``past`` followed by the prediction.
@@ -231,46 +273,19 @@ def predict_video(
         raise UserError("the number of frames to predict must be >= 1")
     x = _to_net(past, net)
     b, c, _, h, w = x.shape
-    f = net.frames
-    ctx = _Context(net, torch.zeros(b, c, f, h, w), carry_context)
+    chain = _chain(net, torch.zeros(b, c, net.frames, h, w), carry_context, sampling)
     frames = list(x.unbind(2))
-    new = 0
-    while new < num_frames:
-        cond_clip = torch.zeros(b, c, f, h, w)
-        if len(frames) >= 2:
-            cond_clip[:, :, 0], cond_clip[:, :, 1] = frames[-2], frames[-1]
-            pos, first_new = torch.tensor([[0, 1]] * b), 2
-        else:  # a single known frame: slot a empty, slot b at position 0
-            cond_clip[:, :, 0] = frames[-1]
-            pos, first_new = torch.tensor([[-1, 0]] * b), 1
-        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
-        take = min(f - first_new, num_frames - new)
-        frames += list(clip[:, :, first_new : first_new + take].unbind(2))
-        new += take
-        ctx.update(clip)
-        if callback is not None:
-            callback()
-    return _from_net(torch.stack(frames, 2), past.shape[1])
+    return _from_net(torch.stack(frames + chain.continue_from(frames, num_frames), 2), past.shape[1])
 
 
 @torch.no_grad()
-def interpolate_video(
-    net: LGCVDUNet,
-    video: torch.Tensor,
-    factor: int,
-    *,
-    steps: int = 50,
-    eta: float = 1.0,
-    generator: torch.Generator | None = None,
-    carry_context: bool = True,
-    callback: Callable[[], None] | None = None,
-    step_callback: Callable[[], None] | None = None,
-) -> torch.Tensor:
+def interpolate_video(net: LGCVDUNet, video: torch.Tensor, factor: int, *, carry_context: bool = True, **sampling) -> torch.Tensor:
     """Insert ``factor - 1`` frames between consecutive frames of ``video``.
 
     Args:
         video: ``(B, C, T, H, W)`` in ``[0, 1]`` with ``T >= 2``.
         factor: ``2 <= factor <= F - 1`` (7 for the published clip length).
+        carry_context, **sampling: as in :func:`predict_video`.
 
     Returns:
         ``(B, C, (T - 1) * factor + 1, H, W)``; the input frames are kept at indices ``0, factor, ...``.
@@ -284,36 +299,22 @@ def interpolate_video(
         raise UserError("interpolation needs at least 2 frames")
     x = _to_net(video, net)
     b, c, t, h, w = x.shape
-    ctx = _Context(net, torch.zeros(b, c, f, h, w), carry_context)
+    chain = _chain(net, torch.zeros(b, c, f, h, w), carry_context, sampling)
     out = [x[:, :, 0]]
     pos = torch.tensor([[0, factor]] * b)
     for i in range(t - 1):
         cond_clip = torch.zeros(b, c, f, h, w)
         cond_clip[:, :, 0], cond_clip[:, :, factor] = x[:, :, i], x[:, :, i + 1]
-        clip = sample_clip(net, cond_clip, pos, ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
+        clip = chain.sample(cond_clip, pos)
         out += list(clip[:, :, 1:factor].unbind(2)) + [x[:, :, i + 1]]
-        ctx.update(clip)
-        if callback is not None:
-            callback()
     return _from_net(torch.stack(out, 2), video.shape[1])
 
 
 @torch.no_grad()
-def generate_video(
-    net: LGCVDUNet,
-    num_frames: int,
-    *,
-    batch: int = 1,
-    size: int | None = None,
-    channels: int = 3,
-    steps: int = 50,
-    eta: float = 1.0,
-    generator: torch.Generator | None = None,
-    callback: Callable[[], None] | None = None,
-    step_callback: Callable[[], None] | None = None,
-) -> torch.Tensor:
-    """Unconditional video: the first clip without local condition, then prediction
-    (``callback`` after every clip, ``step_callback`` after every sampler step).
+def generate_video(net: LGCVDUNet, num_frames: int, *, batch: int = 1, size: int | None = None, channels: int = 3,
+                   **sampling) -> torch.Tensor:
+    """Unconditional video: the first clip without local condition, then prediction with the
+    carried context (``**sampling``: :data:`SAMPLING_OPTIONS`).
 
     Returns:
         ``(batch, channels, num_frames, size, size)`` in ``[0, 1]`` (``size`` defaults to the
@@ -325,34 +326,12 @@ def generate_video(
     f = net.frames
     like = torch.zeros(batch, net.channels, f, s, s)
     _check_size(net, like)
-    ctx = _Context(net, like, True)
-    clip = sample_clip(net, like, torch.full((batch, 2), -1), ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
-    ctx.update(clip)
-    if callback is not None:
-        callback()
-    first = clip[:, :, : min(f, num_frames)]
+    chain = _chain(net, like, True, sampling)
+    clip = chain.sample(like, torch.full((batch, 2), -1))
+    first = list(clip[:, :, : min(f, num_frames)].unbind(2))
     if num_frames > f:
-        # continue as prediction from the last two generated frames, with the carried context
-        rest = _predict_from(net, first, num_frames - f, ctx, steps, eta, generator, callback, step_callback)
-        first = torch.cat([first, rest], 2)
-    return _from_net(first, channels)
-
-
-def _predict_from(net, frames_t, n, ctx, steps, eta, generator, callback, step_callback=None):
-    b, c, _, h, w = frames_t.shape
-    f = net.frames
-    frames, out = list(frames_t.unbind(2)), []
-    while len(out) < n:
-        cond_clip = torch.zeros(b, c, f, h, w)
-        cond_clip[:, :, 0], cond_clip[:, :, 1] = frames[-2], frames[-1]
-        clip = sample_clip(net, cond_clip, torch.tensor([[0, 1]] * b), ctx.feat, steps=steps, eta=eta, generator=generator, step_callback=step_callback)
-        new = list(clip[:, :, 2 : 2 + min(f - 2, n - len(out))].unbind(2))
-        frames += new
-        out += new
-        ctx.update(clip)
-        if callback is not None:
-            callback()
-    return torch.stack(out, 2)
+        first += chain.continue_from(first, num_frames - f)
+    return _from_net(torch.stack(first, 2), channels)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -411,26 +412,48 @@ def test_pvdnet_training_step_reduces_loss():
 
 
 def _tiny_pvdnet_run(tmp_path, **extra):
-    """Keyword arguments of ``train_pvdnet`` for a tiny in-memory run with a saved random BIMNet."""
+    """Config (``steps=4``) and run-time keyword arguments of ``train_pvdnet`` for a tiny
+    in-memory run with a saved random BIMNet."""
     from vidrestore.checkpoint import save_pretrained
+    from vidrestore.train.pvdnet import PVDNetTrainConfig
 
     torch.manual_seed(0)
     save_pretrained(LiteFlowNet(**LITEFLOWNET_PRESETS["small"]), tmp_path / "bim")
-    kw = dict(bimnet=tmp_path / "bim", batch=2, size=32, frames=4, progress=False, dataset=_FixedData(_tiny_clips(4)), log_every=2)
-    kw.update(extra)
-    return kw
+    cfg = PVDNetTrainConfig(bimnet=tmp_path / "bim", steps=4, batch=2, size=32, frames=4, log_every=2, **extra)
+    return cfg, dict(progress=False, dataset=_FixedData(_tiny_clips(4)))
 
 
 def test_train_pvdnet_resume_matches_uninterrupted(tmp_path):
-    from vidrestore.train.pvdnet import train_pvdnet
+    import json
 
-    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=2)
-    full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
-    train_pvdnet(None, tmp_path / "b", steps=2, **kw)
-    resumed = train_pvdnet(None, tmp_path / "b", steps=4, resume=True, **kw)
+    from vidrestore.train.pvdnet import train_pvdnet
+    from vidrestore.train.run import config_record
+
+    cfg, kw = _tiny_pvdnet_run(tmp_path, ckpt_every=2)
+    full = train_pvdnet(None, tmp_path / "a", cfg, **kw)
+    train_pvdnet(None, tmp_path / "b", replace(cfg, steps=2), **kw)
+    resumed = train_pvdnet(None, tmp_path / "b", cfg, resume=True, **kw)
     for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k)
     assert (tmp_path / "b" / "pvdnet" / "model.safetensors").is_file()
+    for run in ("a", "b"):
+        assert json.loads((tmp_path / run / "train_config.json").read_text()) == {"model": "pvdnet", **config_record(cfg)}
+
+
+def test_train_pvdnet_resume_with_other_config_is_refused_naming_the_fields(tmp_path):
+    """A resume may only change ``steps``: other fields differing from the run's
+    train_config.json give a ValueError naming them (with both values), and nothing is written."""
+    import json
+
+    from vidrestore.train.pvdnet import train_pvdnet
+
+    cfg, kw = _tiny_pvdnet_run(tmp_path, ckpt_every=2)
+    train_pvdnet(None, tmp_path / "b", replace(cfg, steps=2), **kw)
+    saved = (tmp_path / "b" / "train_config.json").read_text()
+    with pytest.raises(ValueError, match=r"lr 0\.0003 -> 0\.001; weight_decay 0\.01 -> 0\.0; ckpt_every 2 -> 3 \(only steps may change"):
+        train_pvdnet(None, tmp_path / "b", replace(cfg, lr=1e-3, weight_decay=0.0, ckpt_every=3), resume=True, **kw)
+    assert (tmp_path / "b" / "train_config.json").read_text() == saved
+    assert json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
 
 
 
@@ -464,17 +487,17 @@ def test_batch_stream_with_workers_matches_in_process(first, last):
 def test_train_bimnet_max_seconds_stops_after_one_step_then_resumes(tmp_path):
     import json
 
-    from vidrestore.train.pvdnet import train_bimnet
+    from vidrestore.train.pvdnet import BIMNetTrainConfig, train_bimnet
 
-    data = _FixedData(_tiny_clips(2))
-    kw = dict(batch=2, size=32, progress=False, dataset=data, ckpt_every=100, log_every=1, pairings_per_step=1)
-    full = train_bimnet(None, tmp_path / "a", steps=3, **kw)
-    cut = train_bimnet(None, tmp_path / "b", steps=3, max_seconds=0.0001, **kw)
+    cfg = BIMNetTrainConfig(steps=3, batch=2, size=32, ckpt_every=100, log_every=1, pairings_per_step=1)
+    kw = dict(progress=False, dataset=_FixedData(_tiny_clips(2)))
+    full = train_bimnet(None, tmp_path / "a", cfg, **kw)
+    cut = train_bimnet(None, tmp_path / "b", cfg, max_seconds=0.0001, **kw)
     state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 1
     assert json.loads((tmp_path / "b" / "bimnet" / "config.json").read_text())["trained_steps"] == 1
     assert any(not torch.equal(v, w) for v, w in zip(full.state_dict().values(), cut.state_dict().values()))
-    resumed = train_bimnet(None, tmp_path / "b", steps=3, resume=True, **kw)
+    resumed = train_bimnet(None, tmp_path / "b", cfg, resume=True, **kw)
     state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 3
     assert json.loads((tmp_path / "b" / "bimnet" / "config.json").read_text())["trained_steps"] == 3
@@ -487,13 +510,13 @@ def test_train_pvdnet_max_seconds_stops_after_one_clip_then_resumes(tmp_path):
 
     from vidrestore.train.pvdnet import train_pvdnet
 
-    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
-    full = train_pvdnet(None, tmp_path / "a", steps=4, **kw)
-    train_pvdnet(None, tmp_path / "b", steps=4, max_seconds=0.0001, **kw)
+    cfg, kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
+    full = train_pvdnet(None, tmp_path / "a", cfg, **kw)
+    train_pvdnet(None, tmp_path / "b", cfg, max_seconds=0.0001, **kw)
     state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 2  # one clip of frames-2 = 2 recurrent steps
     assert json.loads((tmp_path / "b" / "pvdnet" / "config.json").read_text())["trained_steps"] == 2
-    resumed = train_pvdnet(None, tmp_path / "b", steps=4, resume=True, **kw)
+    resumed = train_pvdnet(None, tmp_path / "b", cfg, resume=True, **kw)
     assert json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
     for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k)
@@ -687,25 +710,26 @@ def test_train_pvdnet_init_starts_from_given_cnn_and_checks_its_config(tmp_path)
     from vidrestore.errors import UserError
     from vidrestore.train.pvdnet import train_pvdnet
 
-    kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
-    first = train_pvdnet(None, tmp_path / "a", steps=2, flow_source="zero", **kw)
+    cfg, kw = _tiny_pvdnet_run(tmp_path, ckpt_every=100)
+    cfg = replace(cfg, steps=2)
+    first = train_pvdnet(None, tmp_path / "a", replace(cfg, flow_source="zero"), **kw)
     # zero training steps with --init: the CNN is exactly the (float16-stored) initial model's
-    tuned = train_pvdnet(None, tmp_path / "b", steps=2, lr=0.0, weight_decay=0.0, init=tmp_path / "a" / "pvdnet", **kw)
+    tuned = train_pvdnet(None, tmp_path / "b", replace(cfg, lr=0.0, weight_decay=0.0, init=tmp_path / "a" / "pvdnet"), **kw)
     for (k, v), (_, w) in zip(first.pvdnet.state_dict().items(), tuned.pvdnet.state_dict().items()):
         torch.testing.assert_close(v.half().float(), w, msg=k)
     card = json.loads((tmp_path / "b" / "pvdnet" / "config.json").read_text())
     assert card["init_trained_steps"] == 2 and card["init"].endswith("pvdnet") and card["flow_source"] == "bimnet"
     # a non-zero learning rate moves away from it
-    moved = train_pvdnet(None, tmp_path / "c", steps=2, lr=1e-3, init=tmp_path / "a" / "pvdnet", **kw)
+    moved = train_pvdnet(None, tmp_path / "c", replace(cfg, lr=1e-3, init=tmp_path / "a" / "pvdnet"), **kw)
     assert any(not torch.equal(v.half().float(), w) for v, w in zip(first.pvdnet.state_dict().values(), moved.pvdnet.state_dict().values()))
     # a PVDNet folder as --bimnet: its BIMNet is used (here the same random one)
-    via_pvdnet = train_pvdnet(None, tmp_path / "f", steps=2, **{**kw, "bimnet": tmp_path / "a" / "pvdnet"})
+    via_pvdnet = train_pvdnet(None, tmp_path / "f", replace(cfg, bimnet=tmp_path / "a" / "pvdnet"), **kw)
     for (k, v), (_, w) in zip(first.bimnet.state_dict().items(), via_pvdnet.bimnet.state_dict().items()):
         torch.testing.assert_close(v.half().float(), w, msg=k)
     with pytest.raises(UserError, match="preset's config"):
-        train_pvdnet(None, tmp_path / "d", steps=2, preset="medium", init=tmp_path / "a" / "pvdnet", **kw)
+        train_pvdnet(None, tmp_path / "d", replace(cfg, preset="medium", init=tmp_path / "a" / "pvdnet"), **kw)
     with pytest.raises(UserError, match="preset's config"):
-        train_pvdnet(None, tmp_path / "e", steps=2, init=tmp_path / "bim", **kw)
+        train_pvdnet(None, tmp_path / "e", replace(cfg, init=tmp_path / "bim"), **kw)
 
 
 def test_default_bimnet_estimates_blurry_motion_far_better_than_zero_flow():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from vidrestore.data.images import ImageCropDataset
 from vidrestore.diffusion.schedules import alphas_cumprod, linear_betas
 from vidrestore.train.ema import EMA
 from vidrestore.errors import UserError
+from vidrestore.train.prior import PriorTrainConfig as Cfg
 from vidrestore.train.prior import build_prior_net, eps_loss, sample_timesteps, train_prior
 
 TINY = dict(model_channels=32, channel_mult=(1, 1), num_res_blocks=1, attention_resolutions=(2,), num_head_channels=32)
@@ -32,8 +34,8 @@ def data_dir(tmp_path_factory):
 
 
 def _run(data_dir, out, steps, resume=False):
-    return train_prior(data_dir, out, steps=steps, batch=4, size=16, seed=3, ckpt_every=2, log_every=1,
-                       net_kwargs=TINY, resume=resume, num_threads=1, progress=False)
+    return train_prior(data_dir, out, Cfg(steps=steps, batch=4, size=16, seed=3, ckpt_every=2, log_every=1, net_kwargs=TINY),
+                       resume=resume, num_threads=1, progress=False)
 
 
 def test_dataset_deterministic_and_holdout(data_dir):
@@ -125,11 +127,11 @@ def test_bf16_autocast_loss_close_and_trains(data_dir, tmp_path):
     assert low.dtype == torch.float32
     assert abs(float(low) - ref) < 0.03 * ref
     out = tmp_path / "bf16"
-    train_prior(data_dir, out, steps=2, batch=2, size=16, net_kwargs=TINY, progress=False, amp="bf16")
+    train_prior(data_dir, out, Cfg(steps=2, batch=2, size=16, net_kwargs=TINY, amp="bf16"), progress=False)
     sd = load_file(str(out / "checkpoint" / "model.safetensors"))
     assert all(v.dtype == torch.float32 for v in sd.values())
     with pytest.raises(UserError):
-        train_prior(data_dir, out, steps=1, batch=2, size=16, net_kwargs=TINY, progress=False, amp="fp8")
+        train_prior(data_dir, out, Cfg(steps=1, batch=2, size=16, net_kwargs=TINY, amp="fp8"), progress=False)
 
 
 def test_lr_schedule_constant_then_cosine_to_a_tenth(data_dir, tmp_path):
@@ -141,11 +143,11 @@ def test_lr_schedule_constant_then_cosine_to_a_tenth(data_dir, tmp_path):
     assert all(a > b for a, b in zip(vals, vals[1:]))
     assert abs(vals[-1] - 1e-4) < 1e-12
     out = tmp_path / "decay"
-    train_prior(data_dir, out, steps=3, batch=2, size=16, net_kwargs=TINY, progress=False, log_every=1, decay_steps=2)
+    train_prior(data_dir, out, Cfg(steps=3, batch=2, size=16, net_kwargs=TINY, log_every=1, decay_steps=2), progress=False)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in log] == pytest.approx([3e-4, lr_at(1, 3, 3e-4, 2), 3e-5])
     with pytest.raises(UserError):
-        train_prior(data_dir, out, steps=3, batch=2, size=16, net_kwargs=TINY, progress=False, decay_steps=-1)
+        train_prior(data_dir, out, Cfg(steps=3, batch=2, size=16, net_kwargs=TINY, decay_steps=-1), progress=False)
 
 
 def test_run_folder_scaffold_round_trip(tmp_path):
@@ -211,13 +213,30 @@ def test_multiscale_rotations_and_holdout(data_dir, tmp_path):
     real = images.ImageCropDataset
     images.ImageCropDataset = Spy
     try:
-        train_prior(data_dir, out, steps=2, batch=4, size=16, seed=3, ckpt_every=2, log_every=1, net_kwargs=TINY,
-                    num_threads=1, progress=False, extra_sizes=[32], rotate=True, holdout=["img2.png"])
+        train_prior(data_dir, out, Cfg(steps=2, batch=4, size=16, seed=3, ckpt_every=2, log_every=1, net_kwargs=TINY,
+                                       extra_sizes=(32,), rotate=True, holdout=("img2.png",)), num_threads=1, progress=False)
     finally:
         images.ImageCropDataset = real
     assert seen == [(4, 16), (1, 32)]
     cfg = json.loads((out / "train_config.json").read_text())
     assert cfg["scales"] == [16, 32] and cfg["rotate"] is True and cfg["holdout"] == ["img2.png"]
     with pytest.raises(UserError, match="scales"):
-        train_prior(data_dir, out, steps=3, batch=4, size=16, seed=3, ckpt_every=2, net_kwargs=TINY, num_threads=1,
-                    progress=False, resume=True, rotate=True)
+        train_prior(data_dir, out, Cfg(steps=3, batch=4, size=16, seed=3, ckpt_every=2, net_kwargs=TINY, rotate=True),
+                    num_threads=1, progress=False, resume=True)
+
+
+def test_resume_with_other_settings_is_refused_naming_the_fields(data_dir, tmp_path):
+    """A resume may raise ``steps`` and change ``decay_steps`` and ``amp``; any other field of the
+    config that differs from the run's train_config.json is refused (a ValueError naming each
+    field with both values), and the saved config is left as it was."""
+    out = tmp_path / "run"
+    base = Cfg(steps=1, batch=2, size=16, seed=3, log_every=1, net_kwargs=TINY)
+    train_prior(data_dir, out, base, num_threads=1, progress=False)
+    saved = (out / "train_config.json").read_text()
+    assert json.loads(saved)["lr"] == 3e-4 and json.loads(saved)["model"] == "prior"
+    with pytest.raises(ValueError, match=r"lr 0\.0003 -> 0\.001; ema_decay 0\.999 -> 0\.99 \(only amp, decay_steps, steps"):
+        train_prior(data_dir, out, replace(base, steps=2, lr=1e-3, ema_decay=0.99), num_threads=1, progress=False, resume=True)
+    assert (out / "train_config.json").read_text() == saved
+    train_prior(data_dir, out, replace(base, steps=2, decay_steps=1, amp="bf16"), num_threads=1, progress=False, resume=True)
+    assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
+    assert json.loads((out / "train_config.json").read_text())["decay_steps"] == 1

@@ -107,6 +107,17 @@ def cli():
     """
 
 
+def _apply(*options):
+    """One decorator applying ``options`` as if stacked in the listed order (top to bottom)."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def _size(text, flag):
     from ..workflows.jobs import parse_size
 
@@ -368,18 +379,24 @@ def sample_prior_cmd(prior, preset, num, out, size, steps, eta, seed, device):
     click.echo(f"wrote {out}")
 
 
+#: Sampling options of ``predict`` and ``interpolate`` (LGC-VD).
+_LGCVD_SAMPLING = _apply(
+    click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model)."),
+    click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip."),
+    click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM."),
+    click.option("--seed", type=int, default=0),
+    click.option("--allow-out-of-domain", is_flag=True, help="Run even when SRC is unlike the model's training data (colour or size); prints a warning."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+)
+
+
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", "out", required=True, help="Output video: the context frames followed by the prediction.")
 @click.option("--context", type=click.IntRange(1, 2), default=2, help="Number of conditioning frames read from SRC.")
 @click.option("--start", type=click.IntRange(min=0), default=0, help="First context frame in SRC.")
 @click.option("--frames", type=click.IntRange(min=1), default=14, help="Number of frames to predict.")
-@click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model).")
-@click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
-@click.option("--seed", type=int, default=0)
-@click.option("--allow-out-of-domain", is_flag=True, help="Run even when SRC is unlike the model's training data (colour or size); prints a warning.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_LGCVD_SAMPLING
 def predict(src, out, context, start, frames, weights, steps, eta, seed, allow_out_of_domain, quiet):
     """LGC-VD: autoregressive video prediction from the first frames of SRC."""
     from ..workflows.lgcvd import predict_file
@@ -396,12 +413,7 @@ def predict(src, out, context, start, frames, weights, steps, eta, seed, allow_o
 @click.option("-o", "--output", "out", required=True, help="Output video with factor-1 new frames in every gap.")
 @click.option("--factor", type=click.IntRange(min=2), default=7, help="Temporal up-sampling factor (2..7 for 8-frame clips).")
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most this many input frames.")
-@click.option("--weights", default=None, help="LGC-VD weight folder (default: the bundled moving-digits model).")
-@click.option("--steps", type=click.IntRange(min=1, max=1000), default=50, help="Sampler steps per clip.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, help="1: ancestral DDPM, 0: DDIM.")
-@click.option("--seed", type=int, default=0)
-@click.option("--allow-out-of-domain", is_flag=True, help="Run even when SRC is unlike the model's training data (colour or size); prints a warning.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_LGCVD_SAMPLING
 def interpolate(src, out, factor, max_frames, weights, steps, eta, seed, allow_out_of_domain, quiet):
     """LGC-VD: fill missing frames between the frames of SRC."""
     from ..workflows.lgcvd import interpolate_file
@@ -447,6 +459,34 @@ def train():
     """Train the networks that vidrestore ships."""
 
 
+#: Options of ``train bimnet`` and ``train pvdnet`` (synthetic blur from photo folders).
+_BLUR_DATA = click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
+_BLUR_CROP = _apply(
+    click.option("--batch", type=click.IntRange(min=1), default=8),
+    click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32)."),
+)
+_BLUR_RUN = _apply(
+    click.option("--seed", type=int, default=0),
+    click.option("--ckpt-every", type=click.IntRange(min=1), default=100),
+    click.option("--threads", type=int, default=None, help="torch CPU threads."),
+    _TRAIN_DEVICE,
+    _TRAIN_WORKERS,
+    _TRAIN_MAX_MINUTES,
+    click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint."),
+)
+
+
+def _blur_out(folder: str):
+    return click.option("--out", "out_dir", required=True, help=f"Run folder: checkpoint/, {folder}/ (exported weights), log.jsonl.")
+
+
+def _blur_run_options(threads, device, workers, max_minutes, resume) -> dict:
+    """The run-time keyword arguments of ``train_bimnet``/``train_pvdnet`` from the flags of :data:`_BLUR_RUN`."""
+    _check_device(device)
+    return dict(num_threads=threads, resume=resume, device=device, workers=workers,
+                max_seconds=None if max_minutes is None else 60 * max_minutes)
+
+
 @train.command(name="prior")
 @click.option("--data", required=True, help="Folder of training images/videos (scripts/fetch_training_data.sh DEST fills one).")
 @click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, prior/ (exported EMA weights), log.jsonl.")
@@ -463,77 +503,61 @@ def train():
 @click.option("--extra-sizes", default="", help="Multi-scale training: more crop sides, e.g. 128 (steps alternate sizes; same pixels per step).")
 @click.option("--rotate", is_flag=True, help="Random 90-degree rotations of the crops (with the flips: all 8 symmetries).")
 @click.option("--holdout-file", default=None, help="File of further file names never trained on, one per line (e.g. src/vidrestore/data/prior_holdout_v2.txt).")
-def train_prior_cmd(data, out_dir, steps, batch, size, lr, seed, ckpt_every, threads, amp, decay_steps, resume, extra_sizes, rotate, holdout_file):
+def train_prior_cmd(data, out_dir, threads, resume, extra_sizes, holdout_file, **hyper):
     """Train the image diffusion prior (eps-prediction ADM UNet, linear schedule) with EMA."""
-    from ..train.prior import train_prior
+    from ..train.prior import PriorTrainConfig, train_prior
 
     try:
-        sizes = [int(v) for v in str(extra_sizes).replace(" ", "").split(",") if v]
+        sizes = tuple(int(v) for v in str(extra_sizes).replace(" ", "").split(",") if v)
     except ValueError:
         raise UserError(f"--extra-sizes expects comma-separated integers, got {extra_sizes!r}") from None
-    holdout: list[str] = []
+    holdout: tuple[str, ...] = ()
     if holdout_file:
         from pathlib import Path
 
-        holdout = [ln.strip() for ln in Path(holdout_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    train_prior(data, out_dir, steps=steps, batch=batch, size=size, lr=lr, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume, amp=amp,
-                decay_steps=decay_steps, extra_sizes=sizes, rotate=rotate, holdout=holdout)
+        holdout = tuple(ln.strip() for ln in Path(holdout_file).read_text().splitlines() if ln.strip() and not ln.startswith("#"))
+    cfg = PriorTrainConfig(**hyper, extra_sizes=sizes, holdout=holdout)
+    train_prior(data, out_dir, cfg, num_threads=threads, resume=resume)
 
 
 @train.command(name="bimnet")
-@click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
-@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, bimnet/ (exported weights), log.jsonl.")
+@_BLUR_DATA
+@_blur_out("bimnet")
 @click.option("--steps", type=click.IntRange(min=1), default=600, help="Total optimiser steps.")
-@click.option("--batch", type=click.IntRange(min=1), default=8)
-@click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
+@_BLUR_CROP
 @click.option("--preset", type=click.Choice(["small", "medium", "full"]), default="small", help="LiteFlowNet widths.")
 @click.option("--lr", type=float, default=3e-4, help="Adam learning rate (cosine to lr/100).")
 @click.option("--flow-weight", type=float, default=0.0, help="Weight of the optional EPE term against the exact synthetic flow (not in the paper).")
-@click.option("--pairings", type=click.IntRange(1, 4), default=4, help="Blurry/sharp pairings per step (4 = the paper's loss; fewer cycle).")
-@click.option("--seed", type=int, default=0)
-@click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
-@_TRAIN_DEVICE
-@_TRAIN_WORKERS
-@_TRAIN_MAX_MINUTES
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_bimnet_cmd(data, out_dir, steps, batch, size, preset, lr, flow_weight, pairings, seed, ckpt_every, threads, device, workers, max_minutes, resume):
+@click.option("--pairings", "pairings_per_step", type=click.IntRange(1, 4), default=4, help="Blurry/sharp pairings per step (4 = the paper's loss; fewer cycle).")
+@_BLUR_RUN
+def train_bimnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, **hyper):
     """Phase 1 of PVDNet: train BIMNet (LiteFlowNet) with the blur-invariant loss on synthetic blur."""
-    from ..train.pvdnet import train_bimnet
+    from ..train.pvdnet import BIMNetTrainConfig, train_bimnet
 
-    _check_device(device)
-    train_bimnet(list(data), out_dir, steps=steps, batch=batch, size=size, preset=preset, lr=lr, flow_weight=flow_weight, pairings_per_step=pairings, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume,
-                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes)
+    run = _blur_run_options(threads, device, workers, max_minutes, resume)
+    train_bimnet(list(data), out_dir, BIMNetTrainConfig(**hyper), **run)
 
 
 @train.command(name="pvdnet")
-@click.option("--data", multiple=True, required=True, help="Photo folder(s) for the synthetic blur generator (repeatable; held-out photos excluded).")
+@_BLUR_DATA
 @click.option("--bimnet", default=None, help="Trained BIMNet weight folder (OUT/bimnet of 'train bimnet', or a PVDNet folder: its BIMNet); frozen. Required with --flow bimnet.")
 @click.option("--flow", "flow_source", type=click.Choice(["bimnet", "dis", "gt", "zero"]), default="bimnet", help="Flow fed to the pixel volume in training (bimnet = the paper).")
-@click.option("--out", "out_dir", required=True, help="Run folder: checkpoint/, pvdnet/ (exported weights), log.jsonl.")
+@_blur_out("pvdnet")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, help="Total per-frame optimiser steps.")
-@click.option("--batch", type=click.IntRange(min=1), default=8)
-@click.option("--size", type=click.IntRange(min=32), default=64, help="Crop side (multiple of 32).")
+@_BLUR_CROP
 @click.option("--frames", type=click.IntRange(min=3), default=6, help="Frames per training clip (frames-2 recurrent steps).")
 @click.option("--preset", type=click.Choice(["small", "medium", "normal", "large"]), default="small", help="PVDNet widths.")
 @click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (cosine restarts).")
 @click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
-@click.option("--zero-init", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
+@click.option("--zero-init", "zero_init_residual", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
 @click.option("--init", "init", default=None, help="Start the CNN from this PVDNet weight folder (fine-tuning; same --preset).")
-@click.option("--seed", type=int, default=0)
-@click.option("--ckpt-every", type=click.IntRange(min=1), default=100)
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
-@_TRAIN_DEVICE
-@_TRAIN_WORKERS
-@_TRAIN_MAX_MINUTES
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
-def train_pvdnet_cmd(data, bimnet, flow_source, out_dir, steps, batch, size, frames, preset, lr, weight_decay, zero_init, init, seed, ckpt_every, threads, device, workers, max_minutes, resume):
+@_BLUR_RUN
+def train_pvdnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, **hyper):
     """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
-    from ..train.pvdnet import train_pvdnet
+    from ..train.pvdnet import PVDNetTrainConfig, train_pvdnet
 
-    _check_device(device)
-    train_pvdnet(list(data), out_dir, bimnet=bimnet, steps=steps, batch=batch, size=size, frames=frames, preset=preset, lr=lr, weight_decay=weight_decay, zero_init_residual=zero_init, flow_source=flow_source, seed=seed, ckpt_every=ckpt_every, num_threads=threads, resume=resume,
-                 device=device, workers=workers, max_seconds=None if max_minutes is None else 60 * max_minutes, init=init)
+    run = _blur_run_options(threads, device, workers, max_minutes, resume)
+    train_pvdnet(list(data), out_dir, PVDNetTrainConfig(**hyper), **run)
 
 
 @train.command(name="lgcvd")

@@ -24,6 +24,7 @@ Outputs in ``out_dir``::
     checkpoint/   model.safetensors, ema.safetensors, optimizer.pt, trainer_state.json, config.json
     prior/        the EMA network as a weight folder (float16), see vidrestore.checkpoint
     log.jsonl     one JSON line per log interval: step, loss (mean over the interval), ...
+    train_config.json   the :class:`PriorTrainConfig` of the run, the crop sides and the network
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -41,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import save_pretrained
-from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
+from .run import (CHECKPOINT, LOG, TRAIN_CONFIG, atomic_json, check_resume_config, config_record, has_checkpoint, load_checkpoint,
+                  save_checkpoint, trim_log)
 from ..diffusion.schedules import alphas_cumprod, linear_betas
 from ..errors import UserError
 from ..nets import ADMUNet
@@ -54,6 +57,8 @@ __all__ = [
     "build_prior_net",
     "sample_timesteps",
     "eps_loss",
+    "PriorTrainConfig",
+    "PRIOR_RESUME_MAY_CHANGE",
     "train_prior",
 ]
 
@@ -147,35 +152,11 @@ def _export_prior(prior_dir: Path, net: ADMUNet, ema: EMA, step: int, extra: Map
     save_pretrained(ema_net, prior_dir, dtype=torch.float16, card=card)
 
 
-def train_prior(
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    steps: int,
-    batch: int = 16,
-    size: int = 64,
-    lr: float = 3e-4,
-    seed: int = 0,
-    ema_decay: float = 0.999,
-    ckpt_every: int = 250,
-    net_kwargs: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    num_threads: int | None = None,
-    log_every: int = 10,
-    progress: bool = True,
-    dataset: Any = None,
-    amp: str = "none",
-    decay_steps: int = 0,
-    extra_sizes: Sequence[int] = (),
-    rotate: bool = False,
-    holdout: Sequence[str] = (),
-) -> ADMUNet:
-    """Train an ε-prediction ADM UNet prior on random crops (see the module docstring).
+@dataclass(frozen=True)
+class PriorTrainConfig:
+    """Hyper-parameters of :func:`train_prior`, stored as ``train_config.json``.
 
-    Args:
-        data_dir: Folder of images and videos for :class:`vidrestore.data.images.ImageCropDataset`
-            (held-out files excluded by its defaults).
-        out_dir: Run folder (checkpoint/, prior/, log.jsonl).
+    Attributes:
         steps: Total number of optimisation steps (a resumed run continues up to this number).
         batch: Crops per step.
         size: Crop side (pixels); also the network's ``image_size``.
@@ -183,21 +164,15 @@ def train_prior(
         seed: Seed of initialisation, data, timesteps and noise.
         ema_decay: EMA decay.
         ckpt_every: Write checkpoint/ and prior/ every this many steps (and at the end).
-        net_kwargs: Overrides of :data:`PRIOR_NET_KWARGS`.
-        resume: Continue from ``out_dir/checkpoint`` if it exists (else start fresh).
-        num_threads: ``torch.set_num_threads`` value (default: leave as is).
         log_every: Log the mean loss of the last ``log_every`` steps.
-        progress: Print log lines to stdout.
-        dataset: Optional ready-made object with ``batch(index, batch_size) -> [B, 3, size, size]``
-            in ``[0, 1]`` (overrides ``data_dir``; used by tests).
+        net_kwargs: Overrides of :data:`PRIOR_NET_KWARGS`.
         amp: ``"none"`` (float32) or ``"bf16"``: run the forward pass under bfloat16 autocast
-            (weights, optimiser state and the loss stay float32). On CPUs with AVX512-BF16 this is
-            about 1.6x faster per step (measured on this project's 2-core AMD EPYC, batch 16 at 64²).
-            Switching between values on resume is allowed.
+            (weights, optimiser state and the loss stay float32). On CPUs with AVX512-BF16 this
+            is about 1.6x faster per step (batch 16 at 64²).
         decay_steps: Learning-rate schedule: constant ``lr`` until ``steps - decay_steps``, then
             cosine decay to ``lr / 10`` at ``steps`` (0: constant). The rate is set from the step
             number every step, so a resumed run can add a decay phase by raising ``steps`` and
-            passing ``decay_steps``.
+            setting ``decay_steps``.
         extra_sizes: Multi-scale training: step ``k`` uses the crop side
             ``[size, *extra_sizes][k % n]`` with ``batch * (size / side)^2`` crops (same pixels
             per step); the network stays fully convolutional. Recorded in the checkpoint.
@@ -205,9 +180,54 @@ def train_prior(
         holdout: More file-name patterns never loaded (e.g. the lines of
             ``vidrestore/data/prior_holdout_v2.txt``), on top of ``DEFAULT_HOLDOUT``.
 
+    On resume only the fields of :data:`PRIOR_RESUME_MAY_CHANGE` may differ from the run's
+    saved config.
+    """
+
+    steps: int = 20000
+    batch: int = 16
+    size: int = 64
+    lr: float = 3e-4
+    seed: int = 0
+    ema_decay: float = 0.999
+    ckpt_every: int = 250
+    log_every: int = 10
+    net_kwargs: Mapping[str, Any] | None = None
+    amp: str = "none"
+    decay_steps: int = 0
+    extra_sizes: Sequence[int] = ()
+    rotate: bool = False
+    holdout: Sequence[str] = ()
+
+
+#: Fields of :class:`PriorTrainConfig` a resumed run may change: the length of the run, its
+#: learning-rate decay phase and the autocast precision.
+PRIOR_RESUME_MAY_CHANGE = ("steps", "decay_steps", "amp")
+
+
+def train_prior(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PriorTrainConfig, *, resume: bool = False,
+                num_threads: int | None = None, progress: bool = True, dataset: Any = None) -> ADMUNet:
+    """Train an ε-prediction ADM UNet prior on random crops (see the module docstring).
+
+    Args:
+        data_dir: Folder of images and videos for :class:`vidrestore.data.images.ImageCropDataset`
+            (held-out files excluded by its defaults).
+        out_dir: Run folder (checkpoint/, prior/, log.jsonl, train_config.json).
+        cfg: The hyper-parameters (:class:`PriorTrainConfig`).
+        resume: Continue from ``out_dir/checkpoint`` if it exists (else start fresh);
+            :class:`UserError` if ``cfg`` differs from the run's ``train_config.json`` in a field
+            outside :data:`PRIOR_RESUME_MAY_CHANGE`.
+        num_threads: ``torch.set_num_threads`` value (default: leave as is).
+        progress: Print log lines to stdout.
+        dataset: Optional ready-made object with ``batch(index, batch_size) -> [B, 3, size, size]``
+            in ``[0, 1]`` (overrides ``data_dir``; used by tests).
+
     Returns:
         The trained network (raw weights; the EMA weights are in ``out_dir/prior``).
     """
+    steps, batch, size, lr, seed = cfg.steps, cfg.batch, cfg.size, cfg.lr, cfg.seed
+    ckpt_every, log_every, amp, decay_steps = cfg.ckpt_every, cfg.log_every, cfg.amp, cfg.decay_steps
+    extra_sizes, rotate, holdout = cfg.extra_sizes, cfg.rotate, cfg.holdout
     if steps < 0 or batch < 1 or ckpt_every < 1 or log_every < 1:
         raise UserError("steps must be >= 0 and batch, ckpt_every, log_every >= 1")
     if decay_steps < 0:
@@ -226,10 +246,10 @@ def train_prior(
 
     # Network (seeded initialisation), optimiser, EMA.
     torch.manual_seed(seed)
-    net = build_prior_net(size, net_kwargs)
+    net = build_prior_net(size, cfg.net_kwargs)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
-    ema = EMA(net, ema_decay)
+    ema = EMA(net, cfg.ema_decay)
     abar = alphas_cumprod(linear_betas(NUM_TIMESTEPS)).float()
     n_params = sum(p.numel() for p in net.parameters())
 
@@ -243,6 +263,7 @@ def train_prior(
     history: list[list[float]] = []
     if resume and has_checkpoint(ckpt_dir):
         state = load_checkpoint(ckpt_dir, net, opt, ema=ema, expect=expect, config=_ckpt_config(net))
+        check_resume_config(out / TRAIN_CONFIG, cfg, PRIOR_RESUME_MAY_CHANGE)
         torch.set_rng_state(torch.tensor(state["torch_rng_state"], dtype=torch.uint8))
         start = int(state["step"])
         history = [list(h) for h in state.get("loss_history", [])]
@@ -264,9 +285,7 @@ def train_prior(
     say(f"[prior] net: {n_params / 1e6:.2f} M parameters; steps {start} -> {steps}, batch {batch}, "
         f"size {size}, threads {torch.get_num_threads()}, amp {amp}")
 
-    atomic_json(out / "train_config.json", {"model": "prior", "steps": steps, "batch": batch, "size": size, "lr": lr, "seed": seed,
-                                            "ema_decay": ema_decay, "amp": amp, "decay_steps": decay_steps, "scales": scales,
-                                            "rotate": rotate, "holdout": list(holdout), "net": net.config})
+    atomic_json(out / TRAIN_CONFIG, {"model": "prior", **config_record(cfg), "scales": scales, "net": net.config})
 
     def trainer_state(step: int) -> dict:
         return {
@@ -275,7 +294,7 @@ def train_prior(
             "batch": batch,
             "size": size,
             "lr": lr,
-            "ema_decay": ema_decay,
+            "ema_decay": cfg.ema_decay,
             "ema_updates": ema.num_updates,
             "torch_rng_state": torch.get_rng_state().tolist(),
             **{k: v for k, v in expect.items() if k != "seed" and v is not None},

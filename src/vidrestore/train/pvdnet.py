@@ -20,12 +20,16 @@ becomes the state (truncated BPTT of length 1, as the official trainer). RAdam w
 weight decay 0.01, gradient-norm clipping 1.0, cosine annealing with restarts whose periods
 are the paper's ``[50k, 100k, 150k, 150k, 150k] / 600k`` fractions of the total.
 
-Both phases: data batch ``k`` depends only on ``(seed, k)``; checkpoints hold model,
-optimiser, step and log history, so ``resume=True`` continues a run exactly. Outputs::
+Both phases take their hyper-parameters as a frozen dataclass (:class:`BIMNetTrainConfig`,
+:class:`PVDNetTrainConfig`) and the run-time options (data, device, workers, time limit) as
+keyword arguments. Data batch ``k`` depends only on ``(seed, k)``; checkpoints hold model,
+optimiser, step and log history, so ``resume=True`` continues a run exactly; a resume whose
+config differs from the saved one in anything but ``steps`` is refused. Outputs::
 
     out_dir/checkpoint/   model.safetensors, optimizer.pt, trainer_state.json
     out_dir/bimnet/ or out_dir/pvdnet/   exported weight folder (vidrestore.checkpoint)
     out_dir/log.jsonl     one JSON line per log interval
+    out_dir/train_config.json   the config of the run (``"model"``: the phase)
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,14 +48,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import from_pretrained, save_pretrained
-from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
+from .run import (CHECKPOINT, LOG, TRAIN_CONFIG, atomic_json, check_resume_config, config_record, has_checkpoint, load_checkpoint,
+                  save_checkpoint, trim_log)
 from ..data.blur_synth import BlurSynthConfig, SyntheticBlurClips
 from ..errors import UserError
 from ..nets import LITEFLOWNET_PRESETS, PVDNET_PRESETS, LiteFlowNet, PVDNetDeblur
 from ..nets.liteflownet import backwarp
 from ..nets.pvdnet import pixel_volume
 
-__all__ = ["bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "train_bimnet", "train_pvdnet", "export_pvdnet"]
+__all__ = ["BIMNetTrainConfig", "PVDNetTrainConfig", "bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "train_bimnet",
+           "train_pvdnet", "export_pvdnet"]
 
 PAIRINGS = ("bb", "bs", "sb", "ss")
 #: Relative lengths of the paper's cosine-annealing cycles (50k, 100k, 150k, 150k, 150k of 600k).
@@ -159,6 +166,87 @@ def pvdnet_clip_steps(
     return losses
 
 
+# --------------------------------------------------------------------------- configurations
+
+
+@dataclass(frozen=True)
+class BIMNetTrainConfig:
+    """Hyper-parameters of :func:`train_bimnet` (phase 1), stored as ``train_config.json``.
+
+    Attributes:
+        steps: total optimiser steps (a resumed run continues up to this number; the only
+            field that may change on resume).
+        batch, size: clips per step and crop side (a multiple of 32).
+        preset: LiteFlowNet preset (:data:`~vidrestore.nets.LITEFLOWNET_PRESETS`).
+        lr: Adam learning rate, cosine-annealed to ``lr / 100``.
+        flow_weight: weight of the optional EPE term against the exact synthetic flow
+            (0: the paper's loss only).
+        pairings_per_step: how many of the four pairings each step uses (4: the paper's
+            loss; fewer cycle through ``bb, bs, sb, ss`` step by step, the same expected loss
+            at a fraction of the cost).
+        seed: seed of initialisation and data.
+        ckpt_every, log_every: intervals in steps.
+        blur: synthetic motion ranges of the training clips.
+    """
+
+    steps: int = 600
+    batch: int = 8
+    size: int = 64
+    preset: str = "small"
+    lr: float = 3e-4
+    flow_weight: float = 0.0
+    pairings_per_step: int = 4
+    seed: int = 0
+    ckpt_every: int = 100
+    log_every: int = 10
+    blur: BlurSynthConfig = field(default_factory=BlurSynthConfig)
+
+
+@dataclass(frozen=True)
+class PVDNetTrainConfig:
+    """Hyper-parameters of :func:`train_pvdnet` (phase 2), stored as ``train_config.json``.
+
+    Attributes:
+        bimnet: weight folder of a trained BIMNet (:func:`train_bimnet`'s ``out/bimnet``, or a
+            PVDNet folder, whose BIMNet is taken); it is frozen and exported with the model.
+            May be ``None`` when ``flow_source`` is not ``"bimnet"`` (an untrained small BIMNet
+            is then stored).
+        steps: total per-frame optimiser steps (``frames - 2`` per clip batch, as in the
+            paper where ``itr_inc = 13`` per 15-frame sample; the only field that may change
+            on resume).
+        batch, size, frames: clips per batch, crop side (multiple of 32), frames per clip.
+        preset: PVDNet preset (:data:`~vidrestore.nets.PVDNET_PRESETS`).
+        lr, weight_decay: RAdam learning rate (cosine restarts down to ``lr / 1000``) and
+            decoupled weight decay.
+        zero_init_residual: start the last conv at zero (the network starts as the identity
+            on the blurry frame) instead of the paper's Xavier init; helps short CPU runs.
+        flow_source: flow fed to the pixel volume during training: ``"bimnet"`` (the paper),
+            ``"dis"`` (OpenCV DIS on the blurry frames), ``"gt"`` (the exact synthetic flow)
+            or ``"zero"`` (no motion compensation, an ablation).
+        init: optional PVDNet weight folder (e.g. a model trained with another flow source)
+            whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s.
+            ``zero_init_residual`` is then ignored. The BIMNet still comes from ``bimnet``.
+        seed, ckpt_every, log_every, blur: as in :class:`BIMNetTrainConfig` (intervals in
+            optimiser steps, rounded to whole clips).
+    """
+
+    bimnet: str | os.PathLike | None = None
+    steps: int = 2000
+    batch: int = 8
+    size: int = 64
+    frames: int = 6
+    preset: str = "small"
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    zero_init_residual: bool = False
+    flow_source: str = "bimnet"
+    init: str | os.PathLike | None = None
+    seed: int = 0
+    ckpt_every: int = 100
+    log_every: int = 20
+    blur: BlurSynthConfig = field(default_factory=BlurSynthConfig)
+
+
 # --------------------------------------------------------------------------- shared plumbing
 
 
@@ -215,130 +303,155 @@ def _progress_bar(total: int, start: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=start, desc=desc, disable=not enabled, dynamic_ncols=True, mininterval=5.0)
 
 
+def _check_crop_and_preset(size: int, preset: str, presets: Mapping[str, Any], name: str) -> None:
+    if size % 32:
+        raise UserError(f"--size must be a multiple of 32 for {name}, got {size}")
+    if preset not in presets:
+        raise UserError(f"unknown {name} preset {preset!r}; choose one of {', '.join(presets)}")
+
+
+class _Run:
+    """Run folder, resume and step loop of one phase (``phase`` = ``"bimnet"`` or ``"pvdnet"``).
+
+    ``expect`` (the settings that fix the network and the data order) goes into every
+    checkpoint and weight card and must match on resume, as must every field of ``cfg`` but
+    ``steps`` (:func:`~vidrestore.train.run.check_resume_config`). The weights are exported
+    to ``out_dir/<phase>``.
+    """
+
+    def __init__(self, phase: str, out_dir: str | os.PathLike, cfg: Any, expect: Mapping[str, Any], *,
+                 num_threads: int | None, progress: bool):
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.phase, self.cfg, self.expect, self.progress = phase, cfg, dict(expect), progress
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir, self.log_path = self.out / CHECKPOINT, self.out / LOG
+        self.start, self.history, self.seconds = 0, [], 0.0
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            print(f"[{self.phase}] {msg}", flush=True)
+
+    def begin(self, net: nn.Module, opt: torch.optim.Optimizer, resume: bool) -> None:
+        """Restore the checkpoint (with ``resume``), then record the config of this run."""
+        if resume and has_checkpoint(self.ckpt_dir):
+            st = load_checkpoint(self.ckpt_dir, net, opt, expect=self.expect)
+            check_resume_config(self.out / TRAIN_CONFIG, self.cfg)
+            self.start, self.history, self.seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
+            trim_log(self.log_path, self.start)
+            self.say(f"resumed at step {self.start}")
+        atomic_json(self.out / TRAIN_CONFIG, {"model": self.phase, **config_record(self.cfg)})
+
+    def save(self, step: int, net: nn.Module, opt: torch.optim.Optimizer, dtype: torch.dtype | None, card: Mapping[str, Any]) -> None:
+        """Checkpoint and exported weight folder at ``step``."""
+        save_checkpoint(self.ckpt_dir, net, opt, {**self.expect, "step": step, "history": self.history, "seconds": self.seconds})
+        card = {"trained_steps": step, "phase": self.phase, "train_seconds": round(self.seconds, 1), **self.expect, **card}
+        save_pretrained(net, self.out / self.phase, dtype=dtype, card=card)
+
+    def train(self, net: nn.Module, opt: torch.optim.Optimizer, stream, advance: Callable[[int, dict], list],
+              summarise: Callable[[int, list], tuple[list, dict, dict]], *, on_grid: bool, max_seconds: float | None,
+              dtype: torch.dtype | None = None, card: Mapping[str, Any] | None = None) -> None:
+        """Steps ``self.start .. cfg.steps``: ``advance(step, batch)`` takes one or more optimiser
+        steps on the next batch of ``stream`` and returns one value per step; every
+        ``cfg.log_every`` steps ``summarise(step, values) -> (history row, log fields, bar
+        postfix)`` writes a log record; every ``cfg.ckpt_every`` steps, at the end and after
+        ``max_seconds`` of wall time (then stopping) a checkpoint is saved. ``on_grid``: the
+        intervals fall on multiples of the interval, else they count from the last record."""
+        steps, log_every, ckpt_every = self.cfg.steps, self.cfg.log_every, self.cfg.ckpt_every
+
+        def due(step: int, last: int, every: int) -> bool:
+            return step % every == 0 if on_grid else step - last >= every
+
+        bar = _progress_bar(steps, self.start, self.phase, self.progress)
+        step = last_log = last_ckpt = self.start
+        window: list = []
+        t_call = time.time()
+        while step < steps:
+            t0 = time.time()
+            values = advance(step, next(stream))
+            self.seconds += time.time() - t0
+            step += len(values)
+            window += values
+            bar.update(len(values))
+            if due(step, last_log, log_every) or step >= steps:
+                row, fields, postfix = summarise(step, window)
+                self.history.append([step, *row])
+                rec = {"step": step, **fields, "seconds": round(self.seconds, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                bar.set_postfix(**postfix)
+                window, last_log = [], step
+            out_of_time = max_seconds is not None and time.time() - t_call >= max_seconds
+            if due(step, last_ckpt, ckpt_every) or step >= steps or out_of_time:
+                self.save(step, net, opt, dtype, card or {})
+                last_ckpt = step
+            if out_of_time and step < steps:
+                self.say(f"stopped at step {step} (max_seconds); resume to continue")
+                break
+        bar.close()
+
+
 # --------------------------------------------------------------------------- phase 1
 
 
-def train_bimnet(
-    data: Sequence[str] | None,
-    out_dir: str | os.PathLike,
-    *,
-    steps: int,
-    batch: int = 8,
-    size: int = 64,
-    preset: str = "small",
-    lr: float = 3e-4,
-    flow_weight: float = 0.0,
-    pairings_per_step: int = 4,
-    seed: int = 0,
-    ckpt_every: int = 100,
-    log_every: int = 10,
-    resume: bool = False,
-    num_threads: int | None = None,
-    progress: bool = True,
-    dataset: Any = None,
-    config: BlurSynthConfig = BlurSynthConfig(),
-    device: str | torch.device = "cpu",
-    workers: int = 0,
-    max_seconds: float | None = None,
-) -> LiteFlowNet:
+def train_bimnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: BIMNetTrainConfig, *, resume: bool = False,
+                 num_threads: int | None = None, progress: bool = True, dataset: Any = None, device: str | torch.device = "cpu",
+                 workers: int = 0, max_seconds: float | None = None) -> LiteFlowNet:
     """Phase 1: train BIMNet (a LiteFlowNet) with the blur-invariant loss (module docstring).
 
     Args:
         data: photo folders (held-out photos of :data:`~vidrestore.data.images.DEFAULT_HOLDOUT`
             are excluded).
-        out_dir: run folder (checkpoint/, bimnet/, log.jsonl).
-        steps: total optimiser steps (a resumed run continues up to this number).
-        batch, size: clips per step and crop side (a multiple of 32).
-        preset: LiteFlowNet preset (``small`` or ``full``).
-        lr: Adam learning rate, cosine-annealed to ``lr / 100``.
-        flow_weight: weight of the optional EPE term against the exact synthetic flow.
-        pairings_per_step: how many of the four pairings each step uses (4: the paper's
-            loss; fewer cycle through ``bb, bs, sb, ss`` step by step, the same expected loss
-            at a fraction of the cost).
-        seed: seed of initialisation and data.
-        ckpt_every, log_every: intervals in steps.
-        resume: continue from ``out_dir/checkpoint`` if present.
+        out_dir: run folder (checkpoint/, bimnet/, log.jsonl, train_config.json).
+        cfg: the hyper-parameters (:class:`BIMNetTrainConfig`).
+        resume: continue from ``out_dir/checkpoint`` if present; :class:`UserError` if ``cfg``
+            differs from the run's ``train_config.json`` in anything but ``steps``.
         num_threads: ``torch.set_num_threads`` value.
         progress: progress bar and log lines on stdout.
         dataset: ready-made object with ``batch(index, batch_size)`` (tests).
-        config: synthetic motion ranges.
         device: torch device of the network (data are rendered on the CPU).
         workers: data-rendering processes (0: in this process); the batches are the same.
         max_seconds: stop with a checkpoint after this much wall time (``resume`` continues;
-            the learning-rate schedule still follows ``steps``).
+            the learning-rate schedule still follows ``cfg.steps``).
 
     Returns:
         The trained network (also exported to ``out_dir/bimnet``).
     """
-    if size % 32:
-        raise UserError(f"--size must be a multiple of 32 for BIMNet, got {size}")
-    if preset not in LITEFLOWNET_PRESETS:
-        raise UserError(f"unknown BIMNet preset {preset!r}; choose one of {', '.join(LITEFLOWNET_PRESETS)}")
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, log_path = out / CHECKPOINT, out / LOG
-    say = (lambda m: print(f"[bimnet] {m}", flush=True)) if progress else (lambda m: None)
-
-    torch.manual_seed(seed)
+    _check_crop_and_preset(cfg.size, cfg.preset, LITEFLOWNET_PRESETS, "BIMNet")
+    if not 1 <= cfg.pairings_per_step <= 4:
+        raise UserError(f"--pairings must be 1..4, got {cfg.pairings_per_step}")
+    expect = {"seed": cfg.seed, "batch": cfg.batch, "size": cfg.size, "preset": cfg.preset, "flow_weight": cfg.flow_weight,
+              "pairings_per_step": cfg.pairings_per_step}
+    run = _Run("bimnet", out_dir, cfg, expect, num_threads=num_threads, progress=progress)
+    torch.manual_seed(cfg.seed)
     device = torch.device(device)
-    net = LiteFlowNet(**LITEFLOWNET_PRESETS[preset]).train().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    if not 1 <= pairings_per_step <= 4:
-        raise UserError(f"--pairings must be 1..4, got {pairings_per_step}")
-    expect = {"seed": seed, "batch": batch, "size": size, "preset": preset, "flow_weight": flow_weight, "pairings_per_step": pairings_per_step}
-    atomic_json(out / "train_config.json", {"model": "bimnet", **expect, "steps": steps, "lr": lr})
-    start, history, seconds = 0, [], 0.0
-    if resume and has_checkpoint(ckpt_dir):
-        st = load_checkpoint(ckpt_dir, net, opt, expect=expect)
-        start, history, seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
-        trim_log(log_path, start)
-        say(f"resumed at step {start}")
-    ds = _dataset(data, dataset, size, 2, seed, config, say)
-    say(f"{sum(p.numel() for p in net.parameters()):,} parameters; steps {start} -> {steps}, batch {batch}, size {size}")
+    net = LiteFlowNet(**LITEFLOWNET_PRESETS[cfg.preset]).train().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    run.begin(net, opt, resume)
+    ds = _dataset(data, dataset, cfg.size, 2, cfg.seed, cfg.blur, run.say)
+    run.say(f"{sum(p.numel() for p in net.parameters()):,} parameters; steps {run.start} -> {cfg.steps}, batch {cfg.batch}, size {cfg.size}")
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_dir, net, opt, {**expect, "step": step, "history": history, "seconds": seconds})
-        card = {"trained_steps": step, "phase": "bimnet", "train_seconds": round(seconds, 1), **expect}
-        save_pretrained(net, out / "bimnet", card=card)
-
-    window: list[tuple[float, float, float]] = []
-    bar = _progress_bar(steps, start, "bimnet", progress)
-    stream = _batch_stream(ds, start, steps, batch, workers)
-    t_call = time.time()
-    for step in range(start, steps):
-        t0 = time.time()
+    def advance(step: int, batch: dict) -> list:
         for g in opt.param_groups:
-            g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
-        b = _to(next(stream), device)
-        pairs = [PAIRINGS[(step * pairings_per_step + k) % 4] for k in range(pairings_per_step)]
-        loss, parts = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], flow_weight, pairs)
+            g["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / max(cfg.steps, 1))))
+        b = _to(batch, device)
+        pairs = [PAIRINGS[(step * cfg.pairings_per_step + k) % 4] for k in range(cfg.pairings_per_step)]
+        loss, parts = bim_loss(net, b["blurry"], b["sharp"], b["flow"][:, :, 1], cfg.flow_weight, pairs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         if not math.isfinite(float(loss.detach())):
             raise RuntimeError(f"non-finite loss at step {step + 1}")
-        seconds += time.time() - t0
-        window.append((float(loss.detach()), parts["photo"], parts["epe"]))
-        done = step + 1
-        bar.update(1)
-        if done % log_every == 0 or done == steps:
-            m = np.mean(window, 0)
-            history.append([done, float(m[0]), float(m[1]), float(m[2])])
-            rec = {"step": done, "loss": float(m[0]), "photo_mse": float(m[1]), "epe": float(m[2]), "seconds": round(seconds, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{m[0]:.4f}", epe=f"{m[2]:.2f}")
-            window = []
-        out_of_time = max_seconds is not None and time.time() - t_call >= max_seconds
-        if done % ckpt_every == 0 or done == steps or out_of_time:
-            checkpoint(done)
-        if out_of_time and done < steps:
-            say(f"stopped at step {done} (max_seconds); resume to continue")
-            break
-    bar.close()
+        return [(float(loss.detach()), parts["photo"], parts["epe"])]
+
+    def summarise(step: int, window: list) -> tuple[list, dict, dict]:
+        m = [float(v) for v in np.mean(window, 0)]
+        return m, {"loss": m[0], "photo_mse": m[1], "epe": m[2]}, {"loss": f"{m[0]:.4f}", "epe": f"{m[2]:.2f}"}
+
+    stream = _batch_stream(ds, run.start, cfg.steps, cfg.batch, workers)
+    run.train(net, opt, stream, advance, summarise, on_grid=True, max_seconds=max_seconds)
     return net
 
 
@@ -364,162 +477,88 @@ def _training_flows(source: str, blurry: torch.Tensor, gt: torch.Tensor | None) 
     return out
 
 
-def train_pvdnet(
-    data: Sequence[str] | None,
-    out_dir: str | os.PathLike,
-    *,
-    bimnet: str | os.PathLike | None,
-    steps: int,
-    batch: int = 8,
-    size: int = 64,
-    frames: int = 6,
-    preset: str = "small",
-    lr: float = 3e-4,
-    weight_decay: float = 0.01,
-    zero_init_residual: bool = False,
-    flow_source: str = "bimnet",
-    seed: int = 0,
-    ckpt_every: int = 100,
-    log_every: int = 20,
-    resume: bool = False,
-    num_threads: int | None = None,
-    progress: bool = True,
-    dataset: Any = None,
-    config: BlurSynthConfig = BlurSynthConfig(),
-    device: str | torch.device = "cpu",
-    workers: int = 0,
-    max_seconds: float | None = None,
-    init: str | os.PathLike | None = None,
-) -> PVDNetDeblur:
+def _frozen_bimnet(bimnet: Any, flow_source: str) -> LiteFlowNet:
+    """The flow network of phase 2: from a BIMNet or PVDNet weight folder, or an untrained small one."""
+    if bimnet is None:
+        if flow_source == "bimnet":
+            raise UserError("--bimnet is required when training with BIMNet flow")
+        return LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
+    flow_net = from_pretrained(bimnet) if isinstance(bimnet, (str, os.PathLike)) else bimnet
+    if isinstance(flow_net, PVDNetDeblur):  # a whole PVDNet folder: use its BIMNet
+        flow_net = flow_net.bimnet
+    if not isinstance(flow_net, LiteFlowNet):
+        raise UserError(f"{bimnet} is not a LiteFlowNet/BIMNet (or PVDNet) weight folder")
+    return flow_net
+
+
+def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PVDNetTrainConfig, *, resume: bool = False,
+                 num_threads: int | None = None, progress: bool = True, dataset: Any = None, device: str | torch.device = "cpu",
+                 workers: int = 0, max_seconds: float | None = None) -> PVDNetDeblur:
     """Phase 2: train PVDNet with BIMNet frozen (module docstring).
 
     Args:
         data: photo folders (held-out photos excluded).
-        out_dir: run folder (checkpoint/, pvdnet/, log.jsonl).
-        bimnet: weight folder of a trained BIMNet (``train_bimnet``'s ``out/bimnet``, or a
-            PVDNet folder, whose BIMNet is taken); it is frozen and exported with the model. May be ``None`` when ``flow_source`` is not
-            ``"bimnet"`` (an untrained small BIMNet is then stored).
-        steps: total per-frame optimiser steps (``frames - 2`` per clip batch, as in the
-            paper where ``itr_inc = 13`` per 15-frame sample).
-        batch, size, frames: clips per batch, crop side (multiple of 32), frames per clip.
-        preset: PVDNet preset (``small``, ``normal``, ``large``).
-        lr, weight_decay: RAdam learning rate (cosine restarts down to ``lr / 1000``) and
-            decoupled weight decay.
-        flow_source: flow fed to the pixel volume during training: ``"bimnet"`` (the paper),
-            ``"dis"`` (OpenCV DIS on the blurry frames), ``"gt"`` (the exact synthetic flow)
-            or ``"zero"`` (no motion compensation, an ablation).
-        zero_init_residual: start the last conv at zero (the network starts as the identity
-            on the blurry frame) instead of the paper's Xavier init; helps short CPU runs.
-        seed, ckpt_every, log_every, resume, num_threads, progress, dataset, config: as in
-            :func:`train_bimnet` (intervals in optimiser steps, rounded to whole clips).
-        device, workers, max_seconds: as in :func:`train_bimnet`.
-        init: optional PVDNet weight folder (e.g. a model trained with another flow source)
-            whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s.
-            ``zero_init_residual`` is then ignored. The BIMNet still comes from ``bimnet``.
+        out_dir: run folder (checkpoint/, pvdnet/, log.jsonl, train_config.json).
+        cfg: the hyper-parameters (:class:`PVDNetTrainConfig`).
+        resume, num_threads, progress, dataset, device, workers, max_seconds: as in
+            :func:`train_bimnet`.
 
     Returns:
         The trained :class:`PVDNetDeblur` (also exported to ``out_dir/pvdnet``, float16).
     """
-    if frames < 3:
-        raise UserError(f"--frames must be >= 3, got {frames}")
-    if size % 32:
-        raise UserError(f"--size must be a multiple of 32, got {size}")
-    if preset not in PVDNET_PRESETS:
-        raise UserError(f"unknown PVDNet preset {preset!r}; choose one of {', '.join(PVDNET_PRESETS)}")
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, log_path = out / CHECKPOINT, out / LOG
-    say = (lambda m: print(f"[pvdnet] {m}", flush=True)) if progress else (lambda m: None)
-
-    if flow_source not in ("bimnet", "dis", "gt", "zero"):
-        raise UserError(f"unknown flow source {flow_source!r}; choose bimnet, dis, gt or zero")
-    if bimnet is None:
-        if flow_source == "bimnet":
-            raise UserError("--bimnet is required when training with BIMNet flow")
-        flow_net = LiteFlowNet(**LITEFLOWNET_PRESETS["small"])
-    else:
-        flow_net = from_pretrained(bimnet) if isinstance(bimnet, (str, os.PathLike)) else bimnet
-        if isinstance(flow_net, PVDNetDeblur):  # a whole PVDNet folder: use its BIMNet
-            flow_net = flow_net.bimnet
-    if not isinstance(flow_net, LiteFlowNet):
-        raise UserError(f"{bimnet} is not a LiteFlowNet/BIMNet (or PVDNet) weight folder")
-    torch.manual_seed(seed)
-    model = PVDNetDeblur(flow_net.config, preset)
+    if cfg.frames < 3:
+        raise UserError(f"--frames must be >= 3, got {cfg.frames}")
+    _check_crop_and_preset(cfg.size, cfg.preset, PVDNET_PRESETS, "PVDNet")
+    if cfg.flow_source not in ("bimnet", "dis", "gt", "zero"):
+        raise UserError(f"unknown flow source {cfg.flow_source!r}; choose bimnet, dis, gt or zero")
+    expect = {"seed": cfg.seed, "batch": cfg.batch, "size": cfg.size, "frames": cfg.frames, "preset": cfg.preset,
+              "zero_init_residual": cfg.zero_init_residual, "flow_source": cfg.flow_source}
+    run = _Run("pvdnet", out_dir, cfg, expect, num_threads=num_threads, progress=progress)
+    flow_net = _frozen_bimnet(cfg.bimnet, cfg.flow_source)
+    torch.manual_seed(cfg.seed)
+    model = PVDNetDeblur(flow_net.config, cfg.preset)
     model.bimnet.load_state_dict(flow_net.state_dict())
     model.bimnet.eval().requires_grad_(False)
     model.pvdnet.train()
-    if init is not None:
-        src = from_pretrained(init)
+    card = {}
+    if cfg.init is not None:
+        src = from_pretrained(cfg.init)
         if not isinstance(src, PVDNetDeblur) or src.pvdnet.config != model.pvdnet.config:
-            raise UserError(f"--init {init} is not a PVDNet weight folder with the {preset!r} preset's config")
+            raise UserError(f"--init {cfg.init} is not a PVDNet weight folder with the {cfg.preset!r} preset's config")
         model.pvdnet.load_state_dict({k: v.float() for k, v in src.pvdnet.state_dict().items()})
-        init_steps = getattr(src, "pretrained_config", {}).get("trained_steps")
-    elif zero_init_residual:
+        card = {"init": str(cfg.init), "init_trained_steps": getattr(src, "pretrained_config", {}).get("trained_steps")}
+    elif cfg.zero_init_residual:
         nn.init.zeros_(model.pvdnet.end.weight)
     device = torch.device(device)
     model.to(device)
-    opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, decoupled_weight_decay=True)
-    per_clip = frames - 2
-    expect = {"seed": seed, "batch": batch, "size": size, "frames": frames, "preset": preset, "zero_init_residual": zero_init_residual, "flow_source": flow_source}
-    atomic_json(out / "train_config.json", {"model": "pvdnet", **expect, "steps": steps, "lr": lr, "weight_decay": weight_decay})
-    start, history, seconds = 0, [], 0.0
-    if resume and has_checkpoint(ckpt_dir):
-        st = load_checkpoint(ckpt_dir, model, opt, expect=expect)
-        start, history, seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
-        trim_log(log_path, start)
-        say(f"resumed at step {start}")
-    ds = _dataset(data, dataset, size, frames, seed, config, say)
+    opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay,
+                            decoupled_weight_decay=True)
+    run.begin(model, opt, resume)
+    ds = _dataset(data, dataset, cfg.size, cfg.frames, cfg.seed, cfg.blur, run.say)
     n_train = sum(p.numel() for p in model.pvdnet.parameters())
-    say(f"PVDNet {n_train:,} trainable parameters (BIMNet frozen); steps {start} -> {steps}, batch {batch}, size {size}, frames {frames}")
+    run.say(f"PVDNet {n_train:,} trainable parameters (BIMNet frozen); steps {run.start} -> {cfg.steps}, batch {cfg.batch}, "
+            f"size {cfg.size}, frames {cfg.frames}")
+    per_clip, eta_min = cfg.frames - 2, cfg.lr * 1e-3
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_dir, model, opt, {**expect, "step": step, "history": history, "seconds": seconds})
-        card = {"trained_steps": step, "phase": "pvdnet", "train_seconds": round(seconds, 1), **expect}
-        if init is not None:
-            card.update(init=str(init), init_trained_steps=init_steps)
-        save_pretrained(model, out / "pvdnet", dtype=torch.float16, card=card)
-
-    eta_min = lr * 1e-3
-    window: list[float] = []
-    bar = _progress_bar(steps, start, "pvdnet", progress)
-    step = start
-    last_ckpt, last_log = start, start
-    stream = _batch_stream(ds, start // per_clip, steps // per_clip + 2, batch, workers)
-    t_call = time.time()
-    while step < steps:
-        t0 = time.time()
-        b = next(stream)  # batch step // per_clip
-        n = min(per_clip, steps - step)
+    def advance(step: int, b: dict) -> list:  # b is batch step // per_clip
+        n = min(per_clip, cfg.steps - step)
         blurry, sharp = b["blurry"][:, :, : n + 2], b["sharp"][:, :, : n + 2]
-        flows = _training_flows(flow_source, blurry, b.get("flow"))  # on the CPU (DIS is OpenCV)
+        flows = _training_flows(cfg.flow_source, blurry, b.get("flow"))  # on the CPU (DIS is OpenCV)
         blurry, sharp = blurry.to(device), sharp.to(device)
         flows = None if flows is None else flows.to(device)
-        base = step
-        losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows, lr_fn=lambda i: cosine_restarts_lr(base + i, steps, lr, eta_min))
+        losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows,
+                                   lr_fn=lambda i: cosine_restarts_lr(step + i, cfg.steps, cfg.lr, eta_min))
         if not all(math.isfinite(v) for v in losses):
             raise RuntimeError(f"non-finite loss near step {step + 1}")
-        seconds += time.time() - t0
-        step += len(losses)
-        window += losses
-        bar.update(len(losses))
-        if step - last_log >= log_every or step >= steps:
-            m = float(np.mean(window))
-            history.append([step, m])
-            rec = {"step": step, "loss": m, "psnr_est": round(10 * math.log10(4.0 / max(m, 1e-12)), 2), "lr": cosine_restarts_lr(step, steps, lr, eta_min), "seconds": round(seconds, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{m:.5f}", psnr=rec["psnr_est"])
-            window, last_log = [], step
-        out_of_time = max_seconds is not None and time.time() - t_call >= max_seconds
-        if step - last_ckpt >= ckpt_every or step >= steps or out_of_time:
-            checkpoint(step)
-            last_ckpt = step
-        if out_of_time and step < steps:
-            say(f"stopped at step {step} (max_seconds); resume to continue")
-            break
-    bar.close()
+        return losses
+
+    def summarise(step: int, window: list) -> tuple[list, dict, dict]:
+        m = float(np.mean(window))
+        psnr = round(10 * math.log10(4.0 / max(m, 1e-12)), 2)
+        return [m], {"loss": m, "psnr_est": psnr, "lr": cosine_restarts_lr(step, cfg.steps, cfg.lr, eta_min)}, {"loss": f"{m:.5f}", "psnr": psnr}
+
+    stream = _batch_stream(ds, run.start // per_clip, cfg.steps // per_clip + 2, cfg.batch, workers)
+    run.train(model, opt, stream, advance, summarise, on_grid=False, max_seconds=max_seconds, dtype=torch.float16, card=card)
     return model
 
 

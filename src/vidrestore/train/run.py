@@ -8,7 +8,9 @@ Layout of ``out_dir``::
     train_config.json             the resolved configuration of the run (where the trainer has one)
 
 Resuming restores the network, the EMA (with its update count), the optimizer and the
-trainer's own state dictionary; ``expect`` guards against resuming with different settings.
+trainer's own state dictionary; ``expect`` guards against resuming with different settings,
+and :func:`check_resume_config` compares a trainer's config dataclass with the
+``train_config.json`` of the run being resumed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -27,10 +30,12 @@ from ..checkpoint import replace_dir, state_dict_to_save
 from ..errors import UserError
 from .ema import EMA
 
-__all__ = ["CHECKPOINT", "LOG", "atomic_json", "save_checkpoint", "load_checkpoint", "has_checkpoint", "trim_log"]
+__all__ = ["CHECKPOINT", "LOG", "TRAIN_CONFIG", "atomic_json", "config_record", "check_resume_config", "save_checkpoint",
+           "load_checkpoint", "has_checkpoint", "trim_log"]
 
 CHECKPOINT = "checkpoint"
 LOG = "log.jsonl"
+TRAIN_CONFIG = "train_config.json"
 
 
 def atomic_json(path: Path, obj: Any) -> None:
@@ -39,6 +44,41 @@ def atomic_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def config_record(cfg: Any) -> dict:
+    """A config dataclass as plain JSON values (tuples as lists, paths as strings, nested
+    dataclasses as dictionaries, other objects as ``"<TypeName>"``), the form stored in
+    ``train_config.json``."""
+    return json.loads(json.dumps(asdict(cfg), default=_json_value))
+
+
+def _json_value(obj: Any) -> str:
+    return os.fspath(obj) if isinstance(obj, os.PathLike) else f"<{type(obj).__name__}>"
+
+
+def check_resume_config(path: Path, cfg: Any, may_change: Iterable[str] = ("steps",)) -> None:
+    """Refuse to resume a run with other settings than those it was started with.
+
+    Compares every field of the dataclass ``cfg`` with the same key of the saved
+    ``train_config.json`` at ``path``; fields in ``may_change`` and keys the saved file does not
+    have (runs written before the field existed) are not compared, and a missing file passes.
+
+    Raises:
+        UserError: (a ``ValueError``) naming each differing field with both values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    new = config_record(cfg)
+    skip = set(may_change)
+    diff = [f"{f.name} {saved[f.name]!r} -> {new[f.name]!r}" for f in fields(cfg)
+            if f.name not in skip and f.name in saved and saved[f.name] != new[f.name]]
+    if diff:
+        allowed = ", ".join(sorted(skip)) or "nothing"
+        raise UserError(f"cannot resume {path.parent}: its settings differ in {'; '.join(diff)} "
+                        f"(only {allowed} may change on resume); use the saved settings or a new --out")
 
 
 def has_checkpoint(ckpt_dir: Path) -> bool:

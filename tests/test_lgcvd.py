@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -373,6 +374,8 @@ def test_train_resume_matches_uninterrupted_run_and_export(tmp_path):
         b = load_file(str(tmp_path / "b" / "checkpoint" / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(UserError, match=r"cannot resume .*lr 0.0002 -> 0.001"):
+        train_lgcvd(tmp_path / "b", dataclasses.replace(cfg(3), lr=1e-3), resume=True, log=lambda m: None)
     net = from_pretrained(export_weights(tmp_path / "a", tmp_path / "w", card="# card\n"))
     assert isinstance(net, LGCVDUNet) and net.pretrained_config["prediction"] == "v" and net.pretrained_config["steps"] == 2
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import save_pretrained
-from .run import CHECKPOINT, LOG, atomic_json, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
+from .run import CHECKPOINT, LOG, atomic_json, check_resume_config, config_record, has_checkpoint, load_checkpoint, save_checkpoint, trim_log
 from ..diffusion.denoisers import v_from_eps_x0, x0_from_v
 from ..diffusion.samplers import add_noise
 from ..diffusion.schedules import alphas_cumprod, cosine_betas
@@ -361,13 +361,14 @@ def train_lgcvd(out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = 
     out.mkdir(parents=True, exist_ok=True)
     seconds = 0.0
     if resume and has_checkpoint(out / CHECKPOINT):
+        check_resume_config(out / "train_config.json", cfg)
         state = load_checkpoint(out / CHECKPOINT, net, opt, ema=ema, map_location=device)
         start, seconds = int(state["step"]), float(state.get("seconds", 0.0))
         trim_log(out / LOG, start)
         log(f"resumed from step {start}")
     elif resume:
         log("no checkpoint found; starting from scratch")
-    atomic_json(out / "train_config.json", asdict(cfg))
+    atomic_json(out / "train_config.json", config_record(cfg))
     card = {"prediction": "v", "schedule": "cosine", "max_beta": 0.9999, "num_timesteps": NUM_TIMESTEPS,
             "dataset": "moving-digits" if cfg.data == "moving-digits" else f"video folder {Path(str(cfg.data)).name}",
             "size": cfg.size, "two_stage": cfg.two_stage,

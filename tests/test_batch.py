@@ -153,6 +153,21 @@ def test_cli_batch(tmp_path):
     assert res.exit_code == 2 and "--backend ray" in res.output
 
 
+def test_cli_batch_pvdnet_equals_restore_of_each_clip(tmp_path):
+    """The blind method runs through the same batch path as the others: every clip's output
+    equals ``restore -m pvdnet`` of that clip with the same options."""
+    for i in range(2):
+        write_video(tmp_path / "in" / f"c{i}.npz", _clip(10 + i, 5), 24.0)
+    res = CliRunner().invoke(cli, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "-m", "pvdnet", "--flow", "zero", "--ext", "npz", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "2 restored, 0 already done, 0 failed" in res.output
+    for i in range(2):
+        restore_file(tmp_path / "in" / f"c{i}.npz", tmp_path / f"r{i}.npz", method="pvdnet", options={"flow": "zero"}, quiet=True)
+        got, want = read_video(tmp_path / "out" / f"c{i}.npz")[0], read_video(tmp_path / f"r{i}.npz")[0]
+        assert got.shape == (1, 3, 5, 32, 32) and torch.equal(got, want)
+        assert float((got - read_video(tmp_path / "in" / f"c{i}.npz")[0]).abs().max()) > 0  # the network ran
+
+
 def test_cli_help_lists_backend_options():
     for sub in ("restore", "batch"):
         res = CliRunner().invoke(cli, [sub, "--help"])

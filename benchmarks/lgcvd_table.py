@@ -36,6 +36,7 @@ from vidrestore.data.moving_digits import moving_digits
 from vidrestore.io import write_video
 from vidrestore.metrics import psnr, ssim
 from vidrestore.workflows.lgcvd import generate_video, interpolate_video, predict_video
+from vidrestore.workflows.bench import mean_ci
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,11 +66,16 @@ def per_frame_best_psnr(pred: torch.Tensor, gt: torch.Tensor, first: int, last: 
 
 
 def summarise(p: torch.Tensor, s: torch.Tensor, videos: int, samples: int) -> dict:
+    """Best-of-N and mean-over-samples PSNR/SSIM (mean over videos), the 95 % Student t
+    half-width of the per-video best PSNR, and the per-video values (keys starting with ``_``,
+    for the paired differences; not written to the CSV)."""
     p, s = p.reshape(videos, samples), s.reshape(videos, samples)
+    best = p.max(1).values
     return {
-        "psnr_best": float(p.max(1).values.mean()), "ssim_best": float(s.max(1).values.mean()),
+        "psnr_best": float(best.mean()), "ssim_best": float(s.max(1).values.mean()),
         "psnr_mean": float(p.mean()), "ssim_mean": float(s.mean()),
-        "psnr_best_std": float(p.max(1).values.std()), "ssim_best_std": float(s.max(1).values.std()),
+        "psnr_best_ci95": mean_ci(best.tolist())[1],
+        "_best_pv": best.tolist(), "_mean_pv": p.mean(1).tolist(),
     }
 
 
@@ -115,6 +121,14 @@ def training_cost(model_dir: Path) -> str:
         last = at[-1] if at else recs[-1]
         return f"{last['step']} iterations ({2 * last['step']} optimiser updates), {last['seconds'] / 60:.0f} {where}"
     return f"{cfg.get('steps', '?')} iterations"
+
+
+def _groups(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        if "_mean_pv" in r:
+            out.setdefault((r["task"], r["frames"]), []).append(r)
+    return out
 
 
 def main(argv=None) -> None:
@@ -227,13 +241,13 @@ def main(argv=None) -> None:
                          "fvd": fvd(det, gt.repeat_interleave(N, 0), preds[name])})
 
     # ---- write -----------------------------------------------------------------------------
-    keys = ["task", "frames", "method", "samples", "psnr_best", "ssim_best", "psnr_mean", "ssim_mean", "psnr_best_std",
-            "ssim_best_std", "bg_level", "lpips_best", "lpips_mean", "fvd", "sec_per_video_sample"]
+    keys = ["task", "frames", "method", "samples", "psnr_best", "ssim_best", "psnr_mean", "ssim_mean", "psnr_best_ci95",
+            "bg_level", "lpips_best", "lpips_mean", "fvd", "sec_per_video_sample"]
     with open(out / f"{args.name}.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=keys)
         wr.writeheader()
         for r in rows:
-            wr.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+            wr.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if not k.startswith("_")})
     fmt = lambda v, f=".2f": "" if v is None else format(v, f)  # noqa: E731
     lines = [
         "# LGC-VD on held-out moving digits (32x32, unseen glyphs)",
@@ -251,25 +265,45 @@ def main(argv=None) -> None:
     for r in rows:
         if "psnr_best" not in r:
             continue
-        lines.append(f"| {r['task']} | {r['frames']} | {r['method']} | {r['samples']} | {fmt(r['psnr_best'])} ± {fmt(r['psnr_best_std'])} | "
+        lines.append(f"| {r['task']} | {r['frames']} | {r['method']} | {r['samples']} | {fmt(r['psnr_best'])} ± {fmt(r['psnr_best_ci95'])} | "
                      f"{fmt(r['ssim_best'], '.3f')} | {fmt(r['psnr_mean'])} | {fmt(r['ssim_mean'], '.3f')} | {fmt(r.get('bg_level'), '.3f')} | "
                      f"{fmt(r.get('sec_per_video_sample'), '.1f')} |")
     if any("lpips_best" in r for r in rows):
         lines += ["", "LPIPS (AlexNet): " + "; ".join(f"{r['method']} {r['frames']}: best {r['lpips_best']:.3f}" for r in rows if "lpips_best" in r)]
     if any("fvd" in r for r in rows):
         lines += ["", "FVD: " + "; ".join(f"{r['method']}: {r['fvd']:.1f}" for r in rows if "fvd" in r)]
+    lines += ["", "Paired differences to the best baseline of the same task and frames (the baseline with the highest "
+              "mean PSNR; per video: the model's mean PSNR over its samples minus the baseline's, so no best-of-N "
+              "advantage), mean ± 95 % Student t interval over the videos:", "",
+              "| task | frames | method | baseline | PSNR difference (dB) | videos better |", "|---|---|---|---|---|---|"]
+    for (task, frames), group in _groups(rows).items():
+        base = [r for r in group if r["samples"] == 1]
+        if not base:
+            continue
+        b = max(base, key=lambda r: r["psnr_mean"])
+        for r in group:
+            if r["samples"] == 1:
+                continue
+            d = [m - bm for m, bm in zip(r["_mean_pv"], b["_mean_pv"])]
+            m, h = mean_ci(d)
+            lines.append(f"| {task} | {frames} | {r['method']} | {b['method']} | {m:+.2f} ± {h:.2f} | {sum(x > 0 for x in d)} of {len(d)} |")
     lines += ["", "Per-frame PSNR (predicted frames 1..12; best sample per video and frame, mean over videos):", "",
               "| method | " + " | ".join(str(i + 1) for i in range(12)) + " |", "|---|" + "---|" * 12]
     lines += [f"| {m} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for m, vals in per_frame.items()]
     lines += ["", "Reference, first 8 predicted frames: the true future shifted sideways by 1 / 2 / 3 px scores "
               + " / ".join(f"{p:.2f} dB, SSIM {s_:.3f}" for p, s_ in shifted.values())
               + ". Background level = median of a predicted frame (0 for a clean black background), mean over frames and samples."]
-    lines += ["", "± is the std over videos of the per-video best. GIFs: `lgcvd_predict.gif` (rows: ground truth, copy-last, "
+    lines += ["", "± is the 95 % Student t interval over videos of the per-video best. GIFs: `lgcvd_predict.gif` (rows: ground truth, copy-last, "
               + ", ".join(models) + "; first sample), `lgcvd_generate.gif` (unconditional, 16 frames).",
               "", f"Command: `PYTHONPATH=src python benchmarks/lgcvd_table.py --model {args.model}"
               + (f" --ablation {args.ablation}" if args.ablation else "") + f" --videos {V} --samples {N} --steps {args.steps}`"
               + f"; total {(time.time() - t_start) / 60:.1f} min.", ""]
     (out / f"{args.name}.md").write_text("\n".join(lines))
+    # the README's copy: the main table and the paired differences
+    cut = next(i for i, ln in enumerate(lines) if ln.startswith("Per-frame PSNR"))
+    (out / f"{args.name}_summary.md").write_text("\n".join(lines[:cut] + [
+        f"Full table with per-frame PSNR and GIFs: `benchmarks/results/{args.name}.md`. ± is the 95 % Student t interval "
+        "over videos of the per-video best.", ""]))
     print("\n".join(lines))
 
 

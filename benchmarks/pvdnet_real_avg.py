@@ -70,7 +70,15 @@ def averaged_clip(path: Path, start: int, windows: int, avg: int, size: tuple[in
     s0 = min(start, v.shape[2] - need)
     if s0 != start:
         print(f"{path.name}: {v.shape[2]} decodable frames, window starts at {s0} instead of {start}", flush=True)
-    v = v[:, :, s0 : s0 + need]
+    return average_windows(v[:, :, s0 : s0 + need], windows, avg, size)
+
+
+def average_windows(v: torch.Tensor, windows: int, avg: int, size: tuple[int, int]):
+    """``(blurry, sharp)`` from the first ``windows * avg`` frames of ``v`` ``(1, 3, T, h, w)``:
+    resized so that the frames cover ``size`` (aspect kept; area filter when shrinking,
+    bicubic when enlarging) and centre-cropped, then linear-light (gamma 2.2) averages of
+    ``avg`` consecutive frames and their middle frames."""
+    v = v[:, :, : windows * avg]
     _, _, t, h, w = v.shape
     s = size[0] / min(h, w) if size[0] / h * w >= size[1] else size[1] / w
     rh, rw = max(size[0], round(h * s)), max(size[1], round(w * s))

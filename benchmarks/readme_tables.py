@@ -12,7 +12,9 @@ blocks
 
 are replaced by a compact table (test split, PSNR mean ± 95 % interval per task and method,
 and each learned method's paired difference to the best classical method) and by a one-line
-status generated from the same numbers. --check exits 1 when README.md is not up to date.
+status generated from the same numbers. The blocks ``<!-- bench:include:NAME -->`` of
+:data:`INCLUDES` receive the named result file as written by its benchmark script (without its
+title line). --check exits 1 when README.md is not up to date.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ import sys
 from pathlib import Path
 
 from vidrestore.workflows.bench import _pm, _size_text, load_protocol, task_results, verdict
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: README blocks filled with a benchmark's own result file (path relative to the repository).
+INCLUDES = {
+    "pvdnet-heldout": "benchmarks/results/pvdnet_heldout_avg5.md",
+    "lgcvd-digits": "benchmarks/results/lgcvd_table_summary.md",
+}
+
+
+def _included(path: Path) -> str:
+    lines = path.read_text().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(lines).strip() + "\n"
 
 
 def _tables(protocol, run_dir: Path) -> tuple[str, str]:
@@ -113,6 +131,8 @@ def main(argv=None) -> int:
         table, status = _tables(proto, Path(folder))
         new = _replace(new, f"{name}:table", table)
         new = _replace(new, f"{name}:status", status)
+    for name, rel in INCLUDES.items():
+        new = _replace(new, f"include:{name}", _included(ROOT / rel))
     if a.check:
         return 0 if new == text else 1
     readme.write_text(new)

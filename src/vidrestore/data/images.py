@@ -41,13 +41,24 @@ VIDEO_EXTENSIONS = (".mp4", ".mpg", ".mpeg", ".avi", ".mkv", ".mov", ".webm", ".
 
 #: Files reserved for evaluation (never trained on): the test clips of the evaluation protocol
 #: (``benchmarks/protocol.yaml``: cityCC0, tree, box, cup), bikes (whose frames picked earlier
-#: defaults) and six photos.
+#: defaults), the held-out clips of ``benchmarks/heldout.yaml`` (``docs/eval_data.md``) and six
+#: photos.
 DEFAULT_HOLDOUT: tuple[str, ...] = (
     "bikes.mp4",
     "cityCC0.mpg",
     "tree.avi",
     "box.mp4",
     "cup.mp4",
+    "forensics_dog.mp4",
+    "imageio_cockatoo.mp4",
+    "imageio_realshort.mp4",
+    "extendedview_diver.mov",
+    "nodeopencv_coin.mov",
+    "mecavideo_ball_bounce.mp4",
+    "mecavideo_ball_drop.avi",
+    "visp_cube.mpeg",
+    "hug_lego.mp4",
+    "dlib_juice.mkv",
     "Fossa_by_Jasper_Roks.jpg",
     "Wine_by_Jakkub_Mede.jpg",
     "friends_by_Aitzol_Berasategi.jpg",

@@ -18,46 +18,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from vidrestore.io.testsrc import write_test_clip
+
 
 def synthesise(path: Path, frames: int, height: int = 240, width: int = 320, fps: int = 25, rate: int = 48000) -> None:
     """A moving colour pattern with a sine AAC track of the same duration."""
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        aus = c.add_stream("aac", rate=rate, layout="stereo")
-        yy, xx = np.mgrid[0:height, 0:width]
-        for i in range(frames):
-            img = np.stack([(xx + 3 * i) % 256, (yy + i) % 256, ((xx + yy) // 2 + 2 * i) % 256], -1).astype(np.uint8)
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in vs.encode(f):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        n = frames * rate // fps
-        fmt = aus.codec_context.format.name  # fltp
-        for s in range(0, n, 1024):
-            t = np.arange(s, min(s + 1024, n)) / rate
-            chunk = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.stack([chunk, chunk])), format=fmt, layout="stereo")
-            af.sample_rate, af.pts, af.time_base = rate, s, Fraction(1, rate)
-            for p in aus.encode(af):
-                c.mux(p)
-        for p in aus.encode():
-            c.mux(p)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pattern = (np.stack([(xx + 3 * i) % 256, (yy + i) % 256, ((xx + yy) // 2 + 2 * i) % 256], -1).astype(np.uint8) for i in range(frames))
+    write_test_clip(path, pattern, fps, tone_rate=rate)
 
 
 def describe(path: Path) -> dict:

@@ -14,7 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 
 from vidrestore.cli.main import cli
 from vidrestore.io import write_video
+from vidrestore.io.testsrc import write_test_clip
 from vidrestore.workflows import degrade_file
 from vidrestore.workflows.batch import read_manifest, restore_batch
 
@@ -284,16 +284,7 @@ def test_stale_temporaries_are_swept_at_start(meas):
 
 def _faststart_mp4(path, x):
     frames = (x[0].permute(1, 2, 3, 0).numpy() * 255).astype(np.uint8)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for pkt in s.encode(vf):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
+    write_test_clip(path, frames, 10, container_options={"movflags": "faststart"})
 
 
 @pytest.mark.parametrize("kind", ["mkv", "mp4-faststart"])

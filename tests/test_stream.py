@@ -1,9 +1,6 @@
 """Streaming I/O and the streamed restore path: lazy reading, chunked atomic writing, audio,
 windowed stitching with frames handed out as they are finished, --start/--frames/--crop/--resize."""
 
-import math
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ from click.testing import CliRunner
 from vidrestore.cli.main import cli
 from vidrestore.io import read_video, write_video
 from vidrestore.io.stream import VideoWriter, iter_video, open_video, write_stream
+from vidrestore.io.testsrc import write_test_clip
 from vidrestore.ops import parse
 from vidrestore.solvers.windows import WindowedProblem
 from vidrestore.workflows import restore_file
@@ -26,31 +24,9 @@ def _clip(T=12, H=20, W=24, seed=0):
 
 def _mp4(path, frames=30, h=32, w=48, fps=25, audio=True, rate=48000):
     """H.264 clip with a moving pattern and (optionally) a sine AAC track of the same duration."""
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "ultrafast"})
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        a = c.add_stream("aac", rate=rate, layout="stereo") if audio else None
-        yy, xx = np.mgrid[0:h, 0:w]
-        for i in range(frames):
-            img = np.stack([(xx * 5 + 3 * i) % 256, (yy * 7 + i) % 256, ((xx + yy) * 3) % 256], -1).astype(np.uint8)
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in vs.encode(f):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if a is not None:
-            n = frames * rate // fps
-            for s in range(0, n, 1024):
-                t = np.arange(s, min(s + 1024, n)) / rate
-                ch = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.stack([ch, ch])), format="fltp", layout="stereo")
-                af.sample_rate, af.pts, af.time_base = rate, s, Fraction(1, rate)
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
-    return path
+    yy, xx = np.mgrid[0:h, 0:w]
+    pattern = (np.stack([(xx * 5 + 3 * i) % 256, (yy * 7 + i) % 256, ((xx + yy) * 3) % 256], -1).astype(np.uint8) for i in range(frames))
+    return write_test_clip(path, pattern, fps, tone_rate=rate if audio else None, preset="ultrafast")
 
 
 def _describe(path):

@@ -21,6 +21,13 @@ held-out Debian/Lomiri wallpapers ``Fossa_by_Jasper_Roks.jpg``, ``Wine_by_Jakkub
 ``astronaut`` and ``chelsea``. Each is resized (Lanczos) so that its short side is ``--size``
 (256) and centre-cropped to ``size x size``.
 
+``--set v2`` uses the 24 held-out photos of the prior-v2 collection instead
+(``src/vidrestore/data/prior_holdout_v2.txt``, found by name under ``--data``, the folder made by
+``scripts/fetch_prior_photos.sh``); ``--exclude`` drops images by name fragment (e.g. a photo a
+warm-start source was trained on). ``--no-crop`` keeps the whole photo (resized so its short side
+is ``--size``, cut to multiples of 8) for full-size denoising. The summary gives the mean
+difference prior − BM3D over images with a 95 % t-interval.
+
 Usage::
 
     python benchmarks/prior_denoise.py --data /path/to/prior_data [--prior default]
@@ -63,6 +70,58 @@ def centre_square(arr: np.ndarray, size: int) -> np.ndarray:
     im = Image.fromarray(arr).resize((nw, nh), Image.Resampling.LANCZOS)
     left, top = (nw - size) // 2, (nh - size) // 2
     return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def v2_holdout() -> list[str]:
+    """File names of the prior-v2 held-out photos (``vidrestore/data/prior_holdout_v2.txt``)."""
+    import vidrestore
+
+    text = (Path(vidrestore.__file__).parent / "data" / "prior_holdout_v2.txt").read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def short_side(arr: np.ndarray, size: int) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` uint8 image so its short side is ``size`` (no crop), then cut
+    both sides down to multiples of 8 (centred)."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    scale = size / min(h, w)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    im = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.uint8)
+    ch, cw = nh - nh % 8, nw - nw % 8
+    top, left = (nh - ch) // 2, (nw - cw) // 2
+    return im[top:top + ch, left:left + cw]
+
+
+def load_v2(data: Path | None, size: int, only, exclude, crop: bool) -> list[tuple[str, np.ndarray]]:
+    """The prior-v2 held-out photos found under ``data``, in list order."""
+    from PIL import Image
+
+    if data is None:
+        raise SystemExit("error: --set v2 needs --data (the folder made by scripts/fetch_prior_photos.sh)")
+    names = [n for n in v2_holdout() if (only is None or any(o in n for o in only)) and not any(e in n for e in exclude)]
+    found = {p.name: p for p in data.rglob("*") if p.name in names}
+    out = []
+    for name in names:
+        if name not in found:
+            raise SystemExit(f"error: {name} not found under {data}")
+        with Image.open(found[name]) as im:
+            arr = np.asarray(im.convert("RGB"))
+        out.append((name, centre_square(arr, size) if crop else short_side(arr, size)))
+    if not out:
+        raise SystemExit("error: no images selected")
+    return out
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def load_images(data: Path | None, size: int, only: list[str] | None) -> list[tuple[str, np.ndarray]]:
@@ -109,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-bm3d", action="store_true", help="skip BM3D")
+    ap.add_argument("--set", default="v1", choices=["v1", "v2"], help="v1: the six held-out images; v2: the prior-v2 held-out photos")
+    ap.add_argument("--exclude", default="", help="comma-separated name fragments to leave out")
+    ap.add_argument("--no-crop", action="store_true", help="whole photos (short side --size) instead of square crops")
+    ap.add_argument("--precision", default="fp32", help="prior precision (fp32, bf16, auto)")
+    ap.add_argument("--engine", default="eager", help="prior engine (eager, openvino, auto)")
     args = ap.parse_args(argv)
 
     from vidrestore.metrics.psnr import psnr
@@ -117,8 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
     only = [s.strip() for s in args.images.split(",")] if args.images else None
-    images = load_images(args.data, args.size, only)
+    exclude = [e.strip() for e in args.exclude.split(",") if e.strip()]
+    if args.set == "v2":
+        images = load_v2(args.data, args.size, only, exclude, not args.no_crop)
+    else:
+        images = [im for im in load_images(args.data, args.size, only) if not any(e in im[0] for e in exclude)]
+    from vidrestore.priors.engine import resolve_precision
+    from vidrestore.workflows.methods import PRECISIONS
+
     prior = load_prior(args.prior, device=args.device)
+    precision = resolve_precision(args.precision, args.device)
+    prior.set_engine(args.engine, precision)
+    prior.to(dtype=PRECISIONS[precision])
     steps = prior.config.get("trained_steps", "n/a")
     bm3d = None
     if not args.no_bm3d:
@@ -186,7 +260,8 @@ def render_markdown(rows, prior, steps, args, images, with_bm3d: bool) -> str:
         "# One-step denoising: diffusion prior vs BM3D",
         "",
         f"Prior `{args.prior}` ({prior.num_parameters / 1e6:.2f} M parameters, trained steps {steps}); "
-        f"{len(images)} images, {args.size}x{args.size}; AWGN seed {args.seed}; PSNR in dB on clipped RGB; "
+        f"{len(images)} images ({args.set} set), " + (f"whole photos, short side {args.size}" if args.no_crop else f"{args.size}x{args.size}")
+        + f"; AWGN seed {args.seed}; PSNR in dB on clipped RGB; engine {prior.engine_name}, weights {str(prior.dtype).replace('torch.', '')}; "
         f"seconds per image; torch threads {args.threads} on {args.device}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"{_dt.date.today().isoformat()}.",
@@ -197,12 +272,15 @@ def render_markdown(rows, prior, steps, args, images, with_bm3d: bool) -> str:
         "",
     ]
     if with_bm3d:
-        lines += ["| σ (0–255) | noisy | prior (1 step) | BM3D | prior − BM3D | s/img prior | s/img BM3D | speed-up |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| σ (0–255) | noisy | prior (1 step) | BM3D | prior − BM3D (95% CI) | images prior > BM3D | s/img prior | s/img BM3D | speed-up |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in sigmas:
             p, b = mean("psnr_prior", s), mean("psnr_bm3d", s)
             sp, sb = mean("sec_prior", s), mean("sec_bm3d", s)
-            lines.append(f"| {s:g} | {mean('psnr_noisy', s):.2f} | {p:.2f} | {b:.2f} | {p - b:+.2f} | "
+            diffs = [r["psnr_prior"] - r["psnr_bm3d"] for r in rows if r["sigma"] == s]
+            d, h = mean_ci(diffs)
+            wins = sum(x > 0 for x in diffs)
+            lines.append(f"| {s:g} | {mean('psnr_noisy', s):.2f} | {p:.2f} | {b:.2f} | {d:+.2f} ± {h:.2f} | {wins}/{len(diffs)} | "
                          f"{sp:.2f} | {sb:.2f} | {sb / sp:.1f}x |")
     else:
         lines += ["| σ (0–255) | noisy | prior (1 step) | s/img prior |", "|---:|---:|---:|---:|"]

@@ -5,6 +5,10 @@ import torch
 
 # Keep the suite light on our 2-core machines and deterministic.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The same numbers on every machine: "auto" precision and engine would pick bf16 and OpenVINO on
+# some CPUs only. tests/test_engine.py checks the automatic choices themselves.
+os.environ.setdefault("VIDRESTORE_PRECISION", "fp32")
+os.environ.setdefault("VIDRESTORE_ENGINE", "eager")
 
 
 def pytest_addoption(parser):

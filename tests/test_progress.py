@@ -57,3 +57,25 @@ def test_svi_and_lgcvd_report_every_step(tmp_path, capsys):
     predict_file(grey, tmp_path / "p.npz", frames=2, steps=2)
     err = capsys.readouterr().err
     assert "predict (sampler steps): 2/2 steps in" in err
+
+
+def test_batch_reports_videos_and_the_steps_of_all_videos(tmp_path, capsys):
+    """``batch`` shows a bar of videos and one of solver steps summed over the videos as they load."""
+    from vidrestore.workflows.batch import restore_batch
+
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    for i in range(2):
+        write_video(in_dir / f"v{i}.npz", torch.rand(1, 3, 3, 8, 8, generator=torch.Generator().manual_seed(i)))
+    seen = []
+    with progress_mod.progress_listener(lambda done, total, desc: seen.append((desc.strip(), done, total))):
+        r = restore_batch(in_dir, tmp_path / "out", method="cg", op="sr:2", options={"iters": 4}, ext=".npz")
+    assert r["done"] == ["v0.npz", "v1.npz"]
+    err = capsys.readouterr().err
+    assert "batch cg (local): 2/2 videos in" in err
+    import re
+
+    m = re.search(r"cg steps \(all videos\): (\d+)/8 steps in", err)  # 4 iterations per video (CG may converge sooner)
+    assert m and 2 <= int(m.group(1)) <= 8
+    totals = [t for desc, d, t in seen if desc.startswith("cg steps") and d > 0]
+    assert totals[0] == 4 and totals[-1] == 8  # the total grew when the second video loaded

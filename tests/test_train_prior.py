@@ -240,3 +240,29 @@ def test_resume_with_other_settings_is_refused_naming_the_fields(data_dir, tmp_p
     train_prior(data_dir, out, replace(base, steps=2, decay_steps=1, amp="bf16"), num_threads=1, progress=False, resume=True)
     assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
     assert json.loads((out / "train_config.json").read_text())["decay_steps"] == 1
+
+
+def test_warm_start_from_a_prior_folder_with_warmup(data_dir, tmp_path):
+    from vidrestore.train.prior import lr_at
+
+    assert [lr_at(s, 10, 1e-3, 0, 4) for s in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    first = tmp_path / "first"
+    train_prior(data_dir, first, Cfg(steps=2, batch=2, size=16, seed=1, net_kwargs=TINY, log_every=1), progress=False)
+    src = from_pretrained(first / "prior")
+    # learning rate 0: the exported EMA equals the source weights exactly (float16 values re-exported)
+    warm = tmp_path / "warm"
+    train_prior(data_dir, warm, Cfg(steps=1, batch=2, size=16, seed=5, lr=0.0, net_kwargs=TINY, init_from=str(first / "prior")), progress=False)
+    got = from_pretrained(warm / "prior")
+    for (k, a), b in zip(src.state_dict().items(), got.state_dict().values()):
+        assert torch.equal(a, b), k
+    # training continues from those weights with the warm-up ramp; the config records the source
+    out = tmp_path / "warm2"
+    train_prior(data_dir, out, Cfg(steps=2, batch=2, size=16, net_kwargs=TINY, log_every=1, init_from=str(first / "prior"),
+                                  warmup_steps=2), progress=False)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([1.5e-4, 3e-4])
+    assert json.loads((out / "train_config.json").read_text())["init_from"] == str(first / "prior")
+    # another architecture is refused in one line
+    with pytest.raises(UserError, match="architecture differs"):
+        train_prior(data_dir, tmp_path / "bad", Cfg(steps=1, batch=2, size=16, net_kwargs={**TINY, "model_channels": 64},
+                                                    init_from=str(first / "prior")), progress=False)

@@ -209,7 +209,8 @@ _METHOD_FLAGS = [
     (click.option("--warp-strength", type=FiniteFloat(0, 1), default=None, help="diffir2vr: blend weight of the warped estimate per warped step (0.1; 1 = replace, as in the paper)."), "warp_strength"),
     (click.option("--tile", default=None, help="svi/dds/dps/pvdnet: spatial tile side in pixels for large frames, blended over --tile-overlap (auto: 256-pixel tiles above 512x512 pixels; off: whole frames)."), "tile"),
     (click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles (32)."), "tile_overlap"),
-    (click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior's weights (fp32; bf16 is ~2x faster on AVX512-BF16 CPUs, much slower without; fp16 for CUDA)."), "precision"),
+    (click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Diffusion methods: dtype of the prior (auto: bf16 on CPUs with AVX512-BF16/AMX, where it is ~2.5x faster, else fp32; fp16 for CUDA)."), "precision"),
+    (click.option("--engine", type=click.Choice(["auto", "eager", "openvino"]), default=None, help="Diffusion methods: who runs the prior's forward passes (auto: OpenVINO on the CPU when installed, pip install 'vidrestore[fast]'; eager: PyTorch)."), "engine"),
 ]
 
 
@@ -350,15 +351,16 @@ def ops():
 @click.option("--sigma-y", type=float, default=0.0)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="dtype of the prior's weights (bf16: ~2x faster on AVX512-BF16 CPUs).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="dtype of the prior (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32).")
+@click.option("--engine", type=click.Choice(["auto", "eager", "openvino"]), default="auto", show_default=True, help="Forward passes of the prior (auto: OpenVINO on the CPU when installed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, precision, quiet):
+def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device, precision, engine, quiet):
     """Degrade a bundled real clip, restore it and report PSNR/SSIM/warping error."""
     from ..workflows.demo import DEMO_OP, run_demo
 
     resize_hw = None if str(resize).lower() == "none" else _size(resize, "--resize")
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, precision=precision, quiet=quiet, log=click.echo)
+    run_demo(out_dir, clip=clip, op=op or DEMO_OP, frames=frames, resize=resize_hw, crop=_size(crop, "--crop"), methods=names, sigma_y=sigma_y, seed=seed, device=device, precision=precision, engine=engine, quiet=quiet, log=click.echo)
 
 
 @cli.command(name="sample-prior")
@@ -503,6 +505,8 @@ def _blur_run_options(threads, device, workers, max_minutes, resume) -> dict:
 @click.option("--extra-sizes", default="", help="Multi-scale training: more crop sides, e.g. 128 (steps alternate sizes; same pixels per step).")
 @click.option("--rotate", is_flag=True, help="Random 90-degree rotations of the crops (with the flips: all 8 symmetries).")
 @click.option("--holdout-file", default=None, help="File of further file names never trained on, one per line (e.g. src/vidrestore/data/prior_holdout_v2.txt).")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="Linear learning-rate warm-up over the first N steps (use with --init-from).")
+@click.option("--init-from", default=None, help="Warm start a fresh run from a prior folder ('default': the bundled prior; or another run's prior/).")
 def train_prior_cmd(data, out_dir, threads, resume, extra_sizes, holdout_file, **hyper):
     """Train the image diffusion prior (eps-prediction ADM UNet, linear schedule) with EMA."""
     from ..train.prior import PriorTrainConfig, train_prior

@@ -53,6 +53,9 @@ class Prior(DiscreteDiffusionDenoiser):
 
     Attributes:
         net: The network module (see ``net`` above).
+        engine: ``None`` (run ``net`` eagerly) or a callable ``engine(x, t)`` with ``net``'s
+            forward that runs calls needing no input gradient (:mod:`vidrestore.priors.engine`;
+            set by :meth:`set_engine`).
         name, multiple, image_size, source, kind, config, class_label: As given.
     """
 
@@ -87,6 +90,8 @@ class Prior(DiscreteDiffusionDenoiser):
         self.class_label = None if class_label is None else int(class_label)
         self.tile = None if not tile else int(tile)
         self.tile_overlap = int(tile_overlap)
+        self.engine = None
+        self.engine_name = "eager"
         net.eval()
         net.requires_grad_(False)
 
@@ -122,6 +127,31 @@ class Prior(DiscreteDiffusionDenoiser):
         _cast_net(self.net, device, dtype)
         return self
 
+    def set_engine(self, engine: str | None = "auto", precision: str | None = None) -> "Prior":
+        """Run the network's gradient-free calls with ``engine`` (``"eager"``, ``"openvino"``,
+        ``"auto"``: :func:`~vidrestore.priors.engine.resolve_engine`) at ``precision`` (default:
+        the network's dtype). Call it while the network is still float32 (the conversion uses
+        the float32 weights). Class-conditional networks stay eager. Returns ``self``."""
+        from .engine import engine_for, resolve_engine
+
+        name = resolve_engine(engine, self.device)
+        if precision is None:
+            precision = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        if name == "eager" or self.class_label is not None:
+            self.engine, self.engine_name = None, "eager"
+            return self
+        in_ch = int(getattr(self.net, "in_channels", None) or self.config.get("kwargs", {}).get("in_channels", 3))
+        side = max(self.multiple, 64 - 64 % max(self.multiple, 1))
+        try:
+            self.engine = engine_for(self.net, name, precision, in_channels=in_ch, example_size=side)
+        except Exception as exc:  # a network the runtime cannot convert: eager unless asked for explicitly
+            if (engine or "auto") != "auto":
+                raise UserError(f"--engine {name} cannot run prior {self.name!r}: {exc}".splitlines()[0]) from None
+            self.engine, self.engine_name = None, "eager"
+            return self
+        self.engine_name = f"{name} ({precision})"
+        return self
+
     # -- network call -----------------------------------------------------------------------
 
     def _run_net(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -133,13 +163,16 @@ class Prior(DiscreteDiffusionDenoiser):
 
     def _run_chunks(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
-        x = x.to(self.dtype)
+        engine = self.engine if self.engine is not None and not (torch.is_grad_enabled() and x.requires_grad) else None
+        x = x.to(self.dtype) if engine is None else x
         n = x.shape[0]
         step = n if self.chunk_size is None else self.chunk_size
         outs = []
         for i in range(0, n, step):
             xc, tc = x[i : i + step], t[i : i + step]
-            if self.class_label is None:
+            if engine is not None:
+                out = engine(xc, tc)
+            elif self.class_label is None:
                 out = self.net(xc, tc)
             else:
                 out = self.net(xc, tc, torch.full_like(tc, self.class_label))

@@ -107,9 +107,12 @@ def sample_timesteps(batch: int, generator: torch.Generator | None = None, *, nu
     return torch.cat([full, low])
 
 
-def lr_at(step: int, steps: int, lr: float, decay_steps: int) -> float:
-    """Learning rate of (0-based) ``step``: ``lr`` until ``steps - decay_steps``, then a cosine
+def lr_at(step: int, steps: int, lr: float, decay_steps: int, warmup_steps: int = 0) -> float:
+    """Learning rate of (0-based) ``step``: a linear ramp from ``lr / warmup_steps`` to ``lr``
+    over the first ``warmup_steps`` steps, ``lr`` until ``steps - decay_steps``, then a cosine
     decay that reaches ``lr / 10`` at ``steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return float(lr) * (step + 1) / warmup_steps
     if decay_steps <= 0 or step < steps - decay_steps:
         return float(lr)
     frac = min(1.0, (step - (steps - decay_steps) + 1) / decay_steps)
@@ -137,6 +140,29 @@ def eps_loss(net: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Ten
 
 def _ckpt_config(net: ADMUNet) -> dict:
     return {"class": "adm_unet", "kwargs": net.config}
+
+
+def _warm_start(net: ADMUNet, ema: EMA, source: str) -> None:
+    """Copy the weights of the prior folder ``source`` (``"default"``: the bundled prior) into
+    ``net`` and ``ema``; :class:`UserError` if its architecture differs from ``net``'s."""
+    from ..checkpoint import from_pretrained, load_config
+
+    folder = Path(source)
+    if str(source) == "default" and not folder.exists():
+        folder = Path(__file__).resolve().parents[1] / "weights" / "prior-default"
+    config = load_config(folder)
+    theirs = {k: v for k, v in config.get("kwargs", {}).items() if k != "image_size"}
+    ours = {k: v for k, v in net.config.items() if k != "image_size"}
+    diff = sorted(k for k in set(theirs) | set(ours) if _plain(theirs.get(k)) != _plain(ours.get(k)))
+    if config.get("class") != "adm_unet" or diff:
+        raise UserError(f"--init-from {source}: architecture differs from this run's ({', '.join(diff) or config.get('class')})")
+    src = from_pretrained(folder, dtype=torch.float32)
+    net.load_state_dict(src.state_dict(), strict=True)
+    ema.load_state_dict(src.state_dict())
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _export_prior(prior_dir: Path, net: ADMUNet, ema: EMA, step: int, extra: Mapping[str, Any]) -> None:
@@ -179,6 +205,12 @@ class PriorTrainConfig:
         rotate: Random 90-degree rotations of the crops (with the flips: all 8 symmetries).
         holdout: More file-name patterns never loaded (e.g. the lines of
             ``vidrestore/data/prior_holdout_v2.txt``), on top of ``DEFAULT_HOLDOUT``.
+        init_from: Warm start: a prior weight folder (``config.json`` + ``model.safetensors``,
+            e.g. ``"default"`` for the bundled prior, or another run's ``prior/`` export) whose
+            weights initialise the network and its EMA at step 0. Its architecture must equal
+            this run's (``net_kwargs``); only a fresh run reads it (a resume continues from the
+            checkpoint). Optimiser moments start at zero, so pair it with ``warmup_steps``.
+        warmup_steps: Linear learning-rate warm-up over the first this many steps (0: none).
 
     On resume only the fields of :data:`PRIOR_RESUME_MAY_CHANGE` may differ from the run's
     saved config.
@@ -198,6 +230,8 @@ class PriorTrainConfig:
     extra_sizes: Sequence[int] = ()
     rotate: bool = False
     holdout: Sequence[str] = ()
+    init_from: str | None = None
+    warmup_steps: int = 0
 
 
 #: Fields of :class:`PriorTrainConfig` a resumed run may change: the length of the run, its
@@ -230,6 +264,8 @@ def train_prior(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: Pr
     extra_sizes, rotate, holdout = cfg.extra_sizes, cfg.rotate, cfg.holdout
     if steps < 0 or batch < 1 or ckpt_every < 1 or log_every < 1:
         raise UserError("steps must be >= 0 and batch, ckpt_every, log_every >= 1")
+    if cfg.warmup_steps < 0:
+        raise UserError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
     if decay_steps < 0:
         raise UserError(f"decay_steps must be >= 0, got {decay_steps}")
     if amp not in ("none", "bf16"):
@@ -269,8 +305,11 @@ def train_prior(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: Pr
         history = [list(h) for h in state.get("loss_history", [])]
         trim_log(log_path, start)
         say(f"[prior] resumed from {ckpt_dir} at step {start}")
-    elif resume:
+    elif resume and not cfg.init_from:
         say(f"[prior] no checkpoint in {ckpt_dir}; starting from scratch")
+    if start == 0 and cfg.init_from:
+        _warm_start(net, ema, cfg.init_from)
+        say(f"[prior] initialised from {cfg.init_from}")
 
     if dataset is None:
         from ..data.images import ImageCropDataset
@@ -308,7 +347,7 @@ def train_prior(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: Pr
     window: list[float] = []
     t_window = time.time()
     for step in range(start, steps):
-        cur_lr = lr_at(step, steps, lr, decay_steps)
+        cur_lr = lr_at(step, steps, lr, decay_steps, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = cur_lr
         # 1. Data: crops of batch `step` mapped to [-1, 1]; timesteps and noise from the step's stream.

@@ -198,6 +198,8 @@ def restore_batch(
                 out = out_dir / (p.stem + ext)
                 y = source if backend == "local" else source.load()  # Ray workers get the whole measurement
                 job = plan_job(p.name, y, operator, s_y, spec)
+                if step_bar is not None:
+                    step_bar.grow(len(job.problem) * spec.options.num_steps())
                 writer = VideoWriter(out, rate, num_frames=job.problem.num_frames, audio=output_audio(source, operator, out))
             except BaseException:
                 source.close()
@@ -220,7 +222,10 @@ def restore_batch(
             if source is not None:
                 source.close()
 
-    with progress(len(todo), f"batch {method} ({backend})", quiet, unit="videos") as bar:
+    local = backend == "local"
+    step_bar = None
+    with progress(len(todo), f"batch {method} ({backend})", quiet, unit="videos") as bar, \
+            progress(0, f"  {method} steps (all videos)", quiet or not local) as step_bar:
 
         def finish(name: str, status: str, **rec) -> None:
             items[name] = {"status": status, "fingerprint": fp, "content": content.get(name), "finished": _now(), **rec}
@@ -245,7 +250,7 @@ def restore_batch(
             finish(name, "failed", error=msg)
 
         try:
-            with open_pool(spec, backend, ray) as pool:
+            with open_pool(spec, backend, ray, step_callback=step_bar if local else None) as pool:
                 run_videos([(p.name, loader(p)) for p in todo], pool, on_done=on_done, on_failed=on_failed)
         finally:
             for name in list(streams):  # interrupted: no partial outputs

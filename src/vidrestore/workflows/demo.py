@@ -88,7 +88,8 @@ def run_demo(
     methods: tuple[str, ...] = DEMO_METHODS,
     options: dict[str, dict] | None = None,
     device: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
+    engine: str = "auto",
     quiet: bool = False,
     log=print,
 ) -> dict:
@@ -97,8 +98,9 @@ def run_demo(
     method (default: ``cg`` and SVI with the bundled prior; per-method ``options`` override
     :data:`DEMO_OPTIONS`), and write to ``out_dir``: ``gt.npz``, ``degraded.npz`` (+ sidecar), ``restored.mp4``
     (best method), ``comparison.png`` (ground truth | degraded | restored), ``psnr_per_frame.png``
-    and ``metrics.json``. ``precision`` (``fp32``, ``bf16``, ``fp16``) is the dtype of the
-    diffusion prior's weights. Returns the metrics dictionary."""
+    and ``metrics.json``. ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) and ``engine``
+    (``auto``, ``eager``, ``openvino``) choose how the diffusion prior runs
+    (:mod:`vidrestore.priors.engine`). Returns the metrics dictionary."""
     known = [name for name, m in METHODS.items() if not m.blind]
     unknown = [m for m in methods if m not in known]
     if not methods or unknown:
@@ -126,8 +128,9 @@ def run_demo(
     for name in methods:
         t0 = time.perf_counter()
         opts = dict((DEMO_OPTIONS if options is None else options).get(name) or {})
-        if precision != "fp32":
-            opts["precision"] = precision
+        if METHODS[name].options is not None and "precision" in getattr(METHODS[name].options, "__dataclass_fields__", {}):
+            opts.setdefault("precision", precision)
+            opts.setdefault("engine", engine)
         xr = restore_video(y, operator, method=name, sigma_y=sigma_y, options=opts, device=device, quiet=quiet)
         sec = time.perf_counter() - t0
         videos[name] = xr

@@ -38,18 +38,25 @@ __all__ = [
 ]
 
 
-#: ``--precision`` names and the prior's parameter dtype. bf16 runs the bundled prior about 2x
+#: ``--precision`` names and the prior's parameter dtype. bf16 runs the bundled prior 2.5x
 #: faster on CPUs with AVX512-BF16 (the eps error is ~0.004 RMS; see the README's precision note);
-#: fp16 is meant for CUDA.
+#: fp16 is meant for CUDA. ``auto`` (the default): bf16 on CPUs with native bfloat16, else fp32
+#: (:func:`vidrestore.priors.engine.resolve_precision`).
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def prior_dtype(precision: str | None) -> torch.dtype:
-    """dtype for a ``--precision`` name (``None``: float32); UserError for unknown names."""
-    name = precision or "fp32"
-    if name not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
-    return PRECISIONS[name]
+def prior_dtype(precision: str | None, device=None, *, needs_grad: bool = False) -> torch.dtype:
+    """dtype for a ``--precision`` name (``None``/``"auto"``: bf16 on a CPU with native bfloat16,
+    else float32; float32 when ``needs_grad``, for solvers that differentiate through the prior);
+    UserError for unknown names."""
+    from ..priors.engine import resolve_precision
+
+    if needs_grad and (precision or "auto") == "auto":
+        return torch.float32
+    try:
+        return PRECISIONS[resolve_precision(precision, device)]
+    except UserError:
+        raise UserError(f"--precision must be one of auto, {', '.join(PRECISIONS)}, got {precision!r}") from None
 
 
 @dataclass(frozen=True)
@@ -152,12 +159,15 @@ class DenoiserOptions(WindowedOptions):
 
 @dataclass(frozen=True)
 class PriorOptions(WindowedOptions):
-    """Methods with the diffusion prior: which prior (``default``, a folder or a checkpoint)
-    and the dtype of its weights (``fp32``, ``bf16``, ``fp16``; ``None``: fp32)."""
+    """Methods with the diffusion prior: which prior (``default``, a folder or a checkpoint),
+    the dtype of its weights (``fp32``, ``bf16``, ``fp16``; ``None``/``auto``: bf16 on CPUs with
+    native bfloat16, else fp32) and the engine of its forward passes (``eager``, ``openvino``;
+    ``None``/``auto``: OpenVINO on the CPU when installed; :mod:`vidrestore.priors.engine`)."""
 
     window: int | None = 16
     prior: str = "default"
     precision: str | None = None
+    engine: str | None = None
     #: Spatial tiles of the prior's network calls (:mod:`vidrestore.tiling`): ``"auto"`` tiles
     #: frames above 512 x 512 pixels in 256-pixel tiles, ``"off"``/``0`` never, an integer
     #: that tile side; ``tile_overlap`` pixels are blended between neighbouring tiles.
@@ -313,8 +323,20 @@ def _run_baseline(name: str):
 
 def _setup_prior(o: PriorOptions, device):
     from ..priors import load_prior
+    from ..priors.engine import resolve_engine
 
-    return {"prior": load_prior(o.prior, device=device, dtype=prior_dtype(o.precision))}
+    needs_grad = isinstance(o, DPSOptions) or (isinstance(o, DiffIR2VROptions) and o.base == "dps")
+    # DPS differentiates through the prior and DiffIR2VR merges tokens inside its attention
+    # layers: both need the PyTorch network itself.
+    needs_eager = needs_grad or isinstance(o, DiffIR2VROptions)
+    dtype = prior_dtype(o.precision, device, needs_grad=needs_grad)
+    prior = load_prior(o.prior, device=device, dtype=torch.float32)
+    if needs_eager and (o.engine or "auto") not in ("auto", "eager"):
+        raise UserError(f"--engine {o.engine} cannot run this method (it needs the PyTorch network: gradients or token merging); use --engine eager")
+    engine = "eager" if needs_eager else resolve_engine(o.engine, device)
+    precision = {v: k for k, v in PRECISIONS.items()}[dtype]
+    prior.set_engine(engine, precision)
+    return {"prior": prior.to(dtype=dtype)}
 
 
 def _tiled_prior(prior, o: PriorOptions, op, y):

@@ -50,7 +50,8 @@ def progress_listener(listener: Callable[[int, int, str], None]):
 
 @contextmanager
 def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps", stream=None):
-    """Yield a callback that advances a tqdm bar by one step per call (``total`` steps).
+    """Yield a callback that advances a tqdm bar by one step per call (``total`` steps;
+    ``callback.grow(k)`` adds ``k`` steps to the total when more work becomes known).
 
     Unless ``quiet``: after the first step, a line ``desc: about N min on this machine`` when
     the extrapolated total exceeds :data:`ESTIMATE_AFTER_S`; when the block ends normally,
@@ -64,6 +65,13 @@ def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps",
     for listener in listeners:
         listener(0, total, desc)
 
+    def grow(k: int) -> None:
+        # more work became known (e.g. the windows of the next video of a batch)
+        nonlocal total
+        total += int(k)
+        bar.total = total
+        bar.refresh()
+
     def step(info=None):
         bar.update(1)
         state["n"] += 1
@@ -74,6 +82,7 @@ def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps",
             if estimate > ESTIMATE_AFTER_S:
                 bar.write(f"{desc}: about {_duration(estimate)} on this machine ({total} steps)", file=out)
 
+    step.grow = grow  # type: ignore[attr-defined]
     try:
         yield step
     except BaseException:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INCLUDES = {
     "pvdnet-heldout": "benchmarks/results/pvdnet_heldout_avg5.md",
     "lgcvd-digits": "benchmarks/results/lgcvd_table_summary.md",
+    "speed": "benchmarks/results/speed.md",
 }
 
 

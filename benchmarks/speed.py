@@ -7,7 +7,7 @@ Three parts (``--parts``, default all):
     at 128x128, the batch SVI sends per step), the bundled PVDNet CNN (one 128x128 frame with its
     pixel volume) and the bundled LGC-VD UNet (one clip). Paths: eager float32, eager bfloat16
     weights, bfloat16 autocast, bfloat16 weights in channels-last layout, ``torch.compile``
-    (inductor, CPU; compile time reported), OpenVINO (``openvino``, f32 and bf16 precision hints;
+    (inductor, CPU; compile time reported; the prior only unless ``--compile``), OpenVINO (``openvino``, f32 and bf16 precision hints;
     conversion time reported) and ONNX Runtime (float32). Reported: best of ``--reps`` timed
     calls after one warm-up, the ratio to eager float32, and the relative RMS difference of the
     output from eager float32.
@@ -23,8 +23,8 @@ Three parts (``--parts``, default all):
     Seconds per frame of ``cg``, ``svi``, ``dds`` and ``pvdnet`` with their defaults, each with
     ``fp32/eager`` and the default ``auto`` path, at 128x128 (8 frames), 256x448 (4 frames) and
     1280x720 (2 frames; the diffusion methods run 2 and 4 steps there and the time is
-    extrapolated linearly in the number of network calls to their default count, marked
-    ``(extrapolated)``). Operator ``sr:4`` (pvdnet restores the ground-truth frames blurred by a
+    extrapolated linearly in the number of diffusion steps to their default count, marked
+    ``(extrapolated)``; 720p frames run the prior on 256-pixel tiles, the default above 512x512). Operator ``sr:4`` (pvdnet restores the ground-truth frames blurred by a
     5-frame average, as it is blind).
 
 Usage::
@@ -78,7 +78,7 @@ def _cast_bf16(net: torch.nn.Module) -> torch.nn.Module:
     return _cast_net(copy.deepcopy(net), None, torch.bfloat16)
 
 
-def _engine_rows(name: str, net: torch.nn.Module, inputs: tuple, reps: int, skip: set[str]) -> list[dict]:
+def _engine_rows(name: str, net: torch.nn.Module, inputs: tuple, reps: int, skip: set[str], compile_for=("prior",)) -> list[dict]:
     """Time one module's forward on ``inputs`` through every path."""
     net = net.float().eval()
     float_in = [i.is_floating_point() for i in inputs]
@@ -108,7 +108,7 @@ def _engine_rows(name: str, net: torch.nn.Module, inputs: tuple, reps: int, skip
     add("autocast bf16", autocast)
     ncl = _cast_bf16(net).to(memory_format=torch.channels_last)
     add("bf16 channels-last", lambda: ncl(*cl()).float())
-    if "compile" not in skip:
+    if "compile" not in skip and name in compile_for:
         for label, module, make in (("torch.compile fp32", net, lambda: inputs), ("torch.compile bf16", nb, bf)):
             t0 = time.perf_counter()
             try:
@@ -165,7 +165,7 @@ def _engine_rows(name: str, net: torch.nn.Module, inputs: tuple, reps: int, skip
     return rows
 
 
-def part_engines(reps: int, skip: set[str]) -> list[dict]:
+def part_engines(reps: int, skip: set[str], compile_for=("prior",)) -> list[dict]:
     from vidrestore.priors import load_prior
     from vidrestore.workflows.deblur import load_pvdnet
     from vidrestore.workflows.lgcvd import load_lgcvd
@@ -175,11 +175,11 @@ def part_engines(reps: int, skip: set[str]) -> list[dict]:
     prior = load_prior("default")
     x = torch.randn(16, 3, 128, 128, generator=g)
     t = torch.full((16,), 300, dtype=torch.long)
-    rows += _engine_rows("prior", prior.net, (x, t), reps, skip)
+    rows += _engine_rows("prior", prior.net, (x, t), reps, skip, compile_for)
     pv = load_pvdnet().pvdnet
     k2 = pv.config["pv_size"] ** 2
     frames = [torch.rand(1, 3, 128, 128, generator=g) * 2 - 1 for _ in range(3)]
-    rows += _engine_rows("pvdnet", pv, (torch.rand(1, k2, 128, 128, generator=g) * 2 - 1, *frames), reps, skip)
+    rows += _engine_rows("pvdnet", pv, (torch.rand(1, k2, 128, 128, generator=g) * 2 - 1, *frames), reps, skip, compile_for)
     lg = load_lgcvd()
     c, f, s = lg.channels, lg.frames, int(lg.config.get("image_size", 64))
     xt = torch.randn(1, c, f, s, s, generator=g)
@@ -193,7 +193,7 @@ def part_engines(reps: int, skip: set[str]) -> list[dict]:
         def forward(self, a, b):
             return self.m(a, torch.full((a.shape[0],), 500, dtype=torch.long), b)
 
-    rows += _engine_rows("lgcvd", _LG(lg), (xt, cond), reps, skip)
+    rows += _engine_rows("lgcvd", _LG(lg), (xt, cond), reps, skip, compile_for)
     return rows
 
 
@@ -299,12 +299,14 @@ def part_methods(data: Path, device: str, methods, sizes) -> list[dict]:
                 extrapolated = False
                 opts = dict(popts)
                 if size_name == "720x1280" and method in ("svi", "dds"):
-                    _, s2, n2, _ = _restore(y, op, method, {**opts, "steps": 4}, device)
-                    _, s1, n1, _ = _restore(y, op, method, {**opts, "steps": 2}, device)
-                    per_call = (s2 - s1) / max(n2 - n1, 1)
-                    default_calls = next((r["calls"] for r in rows if r["method"] == method and r["path"] == path and r["calls"]), None)
-                    sec = s1 + (default_calls - n1) * per_call if default_calls else None
-                    calls, extrapolated = default_calls, True
+                    # time is linear in the diffusion steps: two short runs give the slope
+                    from vidrestore.workflows.methods import make_options
+
+                    default_steps = make_options(method, {}).num_steps()
+                    _, s2, _, _ = _restore(y, op, method, {**opts, "steps": 4}, device)
+                    _, s1, _, _ = _restore(y, op, method, {**opts, "steps": 2}, device)
+                    sec = s1 + (default_steps - 2) * (s2 - s1) / 2
+                    calls, extrapolated = None, True
                 else:
                     _, sec, calls, _ = _restore(y, op, method, opts, device)
                 row = {"method": method, "path": path, "size": size_name, "frames": int(x.shape[2]), "calls": calls,
@@ -362,6 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--skip", default="", help="engines to skip: compile,onnx")
+    ap.add_argument("--compile", default="prior", help="networks to try torch.compile on (prior,pvdnet,lgcvd; slow to compile)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -379,7 +382,7 @@ def main(argv=None) -> int:
               "parts": args.parts, "precision_auto": resolve_precision(None, args.device), "engine_auto": resolve_engine(None, args.device),
               "sizes": [s for s in args.sizes.split(",") if s]}
     if "engines" in parts:
-        result["engines"] = part_engines(args.reps, set(args.skip.split(",")))
+        result["engines"] = part_engines(args.reps, set(args.skip.split(",")), tuple(args.compile.split(",")))
     if "svi" in parts:
         result["svi"] = part_svi(Path(args.data), args.reps)
         print(json.dumps(result["svi"], indent=1), flush=True)

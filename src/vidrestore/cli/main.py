@@ -617,10 +617,13 @@ def info():
     import torch
 
     from ..data.samples import list_samples
+    from ..priors.engine import cache_dir, cpu_has_bf16, resolve_engine, resolve_precision
 
     d = {
         "vidrestore": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(), "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(), "prior_precision_auto": resolve_precision(None), "prior_engine_auto": resolve_engine(None),
+        "cache": str(cache_dir()),
         "numpy": numpy.__version__, "av": av.__version__, "opencv": cv2.__version__,
         "samples": {k: (str(v) if v else None) for k, v in list_samples().items()},
     }

@@ -79,3 +79,38 @@ def test_batch_reports_videos_and_the_steps_of_all_videos(tmp_path, capsys):
     assert m and 2 <= int(m.group(1)) <= 8
     totals = [t for desc, d, t in seen if desc.startswith("cg steps") and d > 0]
     assert totals[0] == 4 and totals[-1] == 8  # the total grew when the second video loaded
+
+
+def test_long_steps_report_fractions_of_tiles_and_chunks(monkeypatch):
+    """Within one step, prior chunks and spatial tiles move the bar (and the listeners) by fractions."""
+    from torch import nn
+
+    from vidrestore.heartbeat import fraction_listener
+    from vidrestore.priors import Prior
+    from vidrestore.tiling import tiled_map
+
+    seen = []
+    with fraction_listener(seen.append):
+        tiled_map(lambda t: t * 2, torch.rand(1, 3, 64, 64), 32, 8)
+    assert len(seen) >= 4 and seen == sorted(seen) and seen[-1] == 1.0
+
+    class Zero(nn.Module):
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    prior = Prior(Zero(), "linear", chunk_size=2)
+    seen.clear()
+    with fraction_listener(seen.append):
+        prior.eps(torch.rand(6, 3, 8, 8), torch.full((6,), 10))
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+    clock = iter(range(0, 10_000, 1))  # one second per call: every fraction passes the throttle
+    monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: float(next(clock)))
+    updates = []
+    with progress_mod.progress_listener(lambda d, t, desc: updates.append(d)):
+        with progress(2, "job", stream=io.StringIO()) as step:
+            prior.eps(torch.rand(6, 3, 8, 8), torch.full((6,), 10))
+            step()
+            prior.eps(torch.rand(6, 3, 8, 8), torch.full((6,), 10))
+            step()
+    assert updates == pytest.approx([0, 0.33, 0.66, 0.99, 1, 1.33, 1.66, 1.99, 2])

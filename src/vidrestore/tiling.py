@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from .errors import UserError
+from .heartbeat import report_fraction
 
 __all__ = ["tile_starts", "ramp", "tiled_map", "tile_boxes", "resolve_tile", "AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_TILE_OVERLAP"]
 
@@ -91,6 +92,7 @@ def tiled_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
         weight[y0 : y0 + th, x0 : x0 + tw] += wt
         if callback is not None:
             callback({"tile": k + 1, "tiles": len(boxes)})
+        report_fraction((k + 1) / len(boxes))
     return out / weight
 
 

@@ -9,6 +9,7 @@ from ..diffusion.schedules import alphas_cumprod as _alphas_cumprod
 from ..diffusion.schedules import get_betas
 from ..errors import UserError
 from ..nets.adm_unet import GroupNorm32
+from ..heartbeat import report_fraction
 from ..tiling import DEFAULT_TILE_OVERLAP, tiled_map
 
 
@@ -158,10 +159,11 @@ class Prior(DiscreteDiffusionDenoiser):
         # Overrides DiscreteDiffusionDenoiser._run_net: dtype casting and class labels around
         # the same chunked call, on spatial tiles when `tile` is set and a frame is larger.
         if self.tile:
-            return tiled_map(lambda xc: self._run_chunks(xc, t), x, self.tile, self.tile_overlap, multiple=self.multiple)
+            # tiled_map reports the fraction of tiles done to an open progress bar
+            return tiled_map(lambda xc: self._run_chunks(xc, t, report=False), x, self.tile, self.tile_overlap, multiple=self.multiple)
         return self._run_chunks(x, t)
 
-    def _run_chunks(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _run_chunks(self, x: torch.Tensor, t: torch.Tensor, report: bool = True) -> torch.Tensor:
         out_dtype = x.dtype
         engine = self.engine if self.engine is not None and not (torch.is_grad_enabled() and x.requires_grad) else None
         x = x.to(self.dtype) if engine is None else x
@@ -177,6 +179,8 @@ class Prior(DiscreteDiffusionDenoiser):
             else:
                 out = self.net(xc, tc, torch.full_like(tc, self.class_label))
             outs.append(self._keep_mean_channels(out, xc).to(out_dtype))
+            if report and step < n:
+                report_fraction(min(i + step, n) / n)
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
     def check_size(self, height: int, width: int) -> None:

@@ -21,6 +21,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from ..heartbeat import fraction_listener
+
 #: Listeners of the progress blocks opened in this context (:func:`progress_listener`).
 _LISTENERS: ContextVar[tuple[Callable[[int, int, str], None], ...]] = ContextVar("vidrestore_progress_listeners", default=())
 
@@ -39,8 +41,9 @@ def _duration(seconds: float) -> str:
 @contextmanager
 def progress_listener(listener: Callable[[int, int, str], None]):
     """Report every step of the :func:`progress` blocks opened inside this block to
-    ``listener(done, total, desc)`` (also once with ``done = 0`` when a block opens), in
-    addition to their bars. Listeners nest; they are per thread/task (a context variable)."""
+    ``listener(done, total, desc)`` (also once with ``done = 0`` when a block opens, and with a
+    fractional ``done`` at most twice a second while a long step reports its pieces through
+    :func:`vidrestore.heartbeat.report_fraction`), in addition to their bars. Listeners nest; they are per thread/task (a context variable)."""
     token = _LISTENERS.set(_LISTENERS.get() + (listener,))
     try:
         yield
@@ -72,7 +75,21 @@ def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps",
         bar.total = total
         bar.refresh()
 
+    last = {"refresh": t0}
+
+    def fraction(frac: float) -> None:
+        # part of the current step is done (network tiles/chunks): show it, at most twice a second
+        now = time.perf_counter()
+        if now - last["refresh"] >= 0.5:
+            done = state["n"] + round(0.99 * frac, 2)
+            bar.n = done
+            bar.refresh()
+            for listener in listeners:
+                listener(done, total, desc)
+            last["refresh"] = now
+
     def step(info=None):
+        bar.n = state["n"]
         bar.update(1)
         state["n"] += 1
         for listener in listeners:
@@ -84,7 +101,8 @@ def progress(total: int, desc: str, quiet: bool = False, *, unit: str = "steps",
 
     step.grow = grow  # type: ignore[attr-defined]
     try:
-        yield step
+        with fraction_listener(fraction):
+            yield step
     except BaseException:
         bar.close()
         raise

@@ -196,6 +196,9 @@ class SVIOptions(PriorOptions):
     #: (closed form in the operator's eigenbasis, :func:`~vidrestore.ops.prox_solver`), "auto"
     #: (exact where available, else CG) or "gd"; docs/data_step.md.
     data_step: str = "cg"
+    #: svi/dds: the update between diffusion steps, "ddim" (the paper's DDS renoising) or
+    #: "dpm++2m" (second-order multistep DPM-Solver++, same NFE; solve_svi's ``sampler``).
+    sampler: str = "ddim"
 
     NOISY: ClassVar[dict] = {"t_start": T_START_NOISY}
     NOISELESS: ClassVar[dict] = {"t_start": T_START_NOISELESS}
@@ -383,6 +386,8 @@ def _diffusion(kind: str):
         else:
             fn = functools.partial(solve_svi if kind == "svi" else solve_dds, prior)
             kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule, data_step=o.data_step)
+            if o.sampler != "ddim":
+                kw["sampler"] = o.sampler
             if kind == "svi" and o.noise_share is not None:
                 kw["noise_share"] = o.noise_share
         return fn(op, y, callback=_steps_only(callback), **kw)

@@ -19,11 +19,13 @@ DEFAULT_PRIOR = "default"
 
 
 _BUNDLED_FOLDER = "prior-default"
+#: Bundled priors by name: ``load_prior(NAME)`` loads ``vidrestore/weights/<folder>``.
+BUNDLED_PRIORS = {DEFAULT_PRIOR: _BUNDLED_FOLDER, "v2": "prior-v2"}
 
 
-def bundled_prior_dir() -> Path:
-    """Folder of the bundled prior inside the installed package (may not exist)."""
-    res = resources.files("vidrestore").joinpath("weights", _BUNDLED_FOLDER)
+def bundled_prior_dir(name: str = DEFAULT_PRIOR) -> Path:
+    """Folder of a bundled prior inside the installed package (may not exist)."""
+    res = resources.files("vidrestore").joinpath("weights", BUNDLED_PRIORS.get(name, _BUNDLED_FOLDER))
     return Path(os.fspath(res)) if isinstance(res, os.PathLike) else Path(str(res))
 
 
@@ -72,7 +74,7 @@ def load_prior(
         prior = load_prior("ddpm-celebahq-256/")               # diffusers UNet2DModel (+ scheduler)
 
     Args:
-        path_or_preset: ``"default"``, or a path to a vidrestore folder / ``.safetensors`` file, a
+        path_or_preset: ``"default"`` (or another name of :data:`BUNDLED_PRIORS`), or a path to a vidrestore folder / ``.safetensors`` file, a
             guided-diffusion ``.pt`` file or a diffusers folder. A bare ADM preset name is an
             error (the checkpoint file must be given; nothing is downloaded).
         device: Device of the network (default CPU).
@@ -102,12 +104,12 @@ def load_prior(
             architecture or shape mismatch (one-line message saying what was expected).
     """
     spec = os.fspath(path_or_preset)
-    if spec == DEFAULT_PRIOR:
-        folder = bundled_prior_dir()
+    if spec in BUNDLED_PRIORS:
+        folder = bundled_prior_dir(spec)
         if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
-            raise UserError(f"the bundled prior is missing from this installation (expected {CONFIG_NAME} and "
+            raise UserError(f"the bundled prior {spec!r} is missing from this installation (expected {CONFIG_NAME} and "
                             f"{WEIGHTS_NAME} in {folder}); reinstall vidrestore or pass a prior path")
-        return _load_vidrestore(folder, "default", device, dtype, overrides)
+        return _load_vidrestore(folder, spec, device, dtype, overrides)
     path = Path(spec).expanduser()
     if spec in ADM_PRESETS and not path.exists():
         raise UserError(f"{spec!r} is an architecture preset, not a checkpoint: download the weights yourself and "

@@ -145,12 +145,15 @@ class _Noise:
     z_frame`` (still unit variance per pixel; correlation ``share`` between frames).
     """
 
-    def __init__(self, shape, share: float, seed: int, frame_ids: Sequence[int], like: torch.Tensor):
+    def __init__(self, shape, share: float, seed: int, frame_ids: Sequence[int], like: torch.Tensor,
+                 flows: torch.Tensor | None = None):
         self.shape = tuple(int(s) for s in shape)
         self.share = float(share)
         self.like = like
         self.shared_gen = torch.Generator(device="cpu").manual_seed(int(seed)) if self.share > 0 else None
-        self.frame_gens = [torch.Generator(device="cpu").manual_seed(_frame_seed(seed, f)) for f in frame_ids] if self.share < 1 else []
+        self.transport = _transport_plan(flows, self.shape) if flows is not None and self.share > 0 else None
+        need_frames = self.share < 1 or self.transport is not None
+        self.frame_gens = [torch.Generator(device="cpu").manual_seed(_frame_seed(seed, f)) for f in frame_ids] if need_frames else []
 
     def draw(self) -> torch.Tensor:
         b, c, t, h, w = self.shape
@@ -160,8 +163,44 @@ class _Noise:
             z = torch.randn((b, c, 1, h, w), generator=self.shared_gen, dtype=dtype).expand(b, c, t, h, w)
         if self.frame_gens:
             zf = torch.stack([torch.randn((b, c, h, w), generator=g, dtype=dtype) for g in self.frame_gens], dim=2)
-            z = zf if z is None else math.sqrt(self.share) * z + math.sqrt(1.0 - self.share) * zf
+            if self.transport is not None:
+                # the shared draw carried along the motion; pixels whose source left the frame
+                # take the frame's own noise (each pixel stays N(0, 1))
+                index, valid = self.transport
+                moved = z[:, :, 0].reshape(b, c, h * w)[:, :, index.reshape(-1)].reshape(b, c, t, h, w)
+                z = torch.where(valid, moved, zf)
+                if self.share < 1:
+                    zf2 = torch.stack([torch.randn((b, c, h, w), generator=g, dtype=dtype) for g in self.frame_gens], dim=2)
+                    z = math.sqrt(self.share) * z + math.sqrt(1.0 - self.share) * zf2
+            else:
+                z = zf if z is None else math.sqrt(self.share) * z + math.sqrt(1.0 - self.share) * zf
         return z.to(device=self.like.device, dtype=self.like.dtype)
+
+
+def _transport_plan(flows: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-neighbour source index and validity of every pixel for noise transport.
+
+    ``flows`` ``(1 or B, 2, T, H, W)`` (pixels; channel 0 = x): frame ``f``'s pixel ``p`` takes
+    the shared noise image at ``round(p + flows[:, :, f](p))``. Flows smaller than the padded
+    grid ``shape`` are extended by their edge values (the padding is cropped away at the end).
+    Returns ``index`` ``(T, H, W)`` int64 into the flattened ``H x W`` image and ``valid``
+    ``(1, 1, T, H, W)`` bool (the source lies inside the frame)."""
+    b, c, t, h, w = shape
+    f = torch.as_tensor(flows, dtype=torch.float32).cpu()
+    if f.ndim != 5 or f.shape[1] != 2 or f.shape[2] != t:
+        raise UserError(f"noise flows must have shape (B, 2, {t}, H, W), got {tuple(f.shape)}")
+    f = f[:1]
+    fh, fw = f.shape[-2:]
+    if (fh, fw) != (h, w):
+        if fh > h or fw > w:
+            raise UserError(f"noise flows are {fh}x{fw}, larger than the {h}x{w} frames")
+        f = torch.nn.functional.pad(f[0], (0, w - fw, 0, h - fh), mode="replicate")[None]
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    sx = torch.round(xx + f[0, 0])
+    sy = torch.round(yy + f[0, 1])
+    valid = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    index = (sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1)).long()
+    return index, valid[None, None]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -279,6 +318,7 @@ def solve_svi(
     clip_x0: bool = False,
     x0_hook: X0Hook | None = None,
     sampler: str = "ddim",
+    noise_flows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batch-consistent diffusion sampling with a video-level CG data step (SVI).
 
@@ -372,6 +412,13 @@ def solve_svi(
             ``x' = (sigma'/sigma) e^(-eta h) x + alpha' (1 - e^(-(1+eta) h)) D
             + sigma' sqrt(1 - e^(-2 eta h)) z`` with ``z`` shared across frames as above. Same
             NFE as ``"ddim"``.
+        noise_flows: Motion-aware noise (in the spirit of Chang et al. 2024, "How I Warped Your
+            Noise", with nearest-neighbour transport instead of their integral warping):
+            ``(1, 2, T, H, W)`` backward flows from every frame to a reference frame (pixels,
+            channel 0 = x; ``frame_f(p) ~ ref(p + flow_f(p))``). Each shared noise draw is then
+            carried along the motion, ``z_f(p) = z(round(p + flow_f(p)))``, and pixels whose
+            source lies outside the frame take the frame's own noise. ``None``: identical
+            noise in every frame (the paper). Used only when the noise is shared (``noise_share > 0``).
 
     Returns:
         The restored video ``(B, C, T, H, W)`` in pixel space, clamped to ``[0, 1]``.
@@ -406,7 +453,7 @@ def solve_svi(
     share = (1.0 if shared_noise else 0.0) if noise_share is None else float(noise_share)
     if not 0.0 <= share <= 1.0:
         raise UserError(f"noise_share must lie in [0, 1], got {noise_share}")
-    noise_src = _Noise(shape, share, seed, ids, like=y)
+    noise_src = _Noise(shape, share, seed, ids, like=y, flows=noise_flows)
     noisy = float(sigma_y) > 0
     prox = None
     if data_step == "exact" and not noisy:

@@ -199,6 +199,9 @@ class SVIOptions(PriorOptions):
     #: svi/dds: the update between diffusion steps, "ddim" (the paper's DDS renoising) or
     #: "dpm++2m" (second-order multistep DPM-Solver++, same NFE; solve_svi's ``sampler``).
     sampler: str = "ddim"
+    #: svi only: carry the shared noise along the optical flow (DIS) of the lifted
+    #: measurement, from the window's middle frame to every frame (solve_svi's ``noise_flows``).
+    noise_flow: bool = False
 
     NOISY: ClassVar[dict] = {"t_start": T_START_NOISY}
     NOISELESS: ClassVar[dict] = {"t_start": T_START_NOISELESS}
@@ -390,9 +393,23 @@ def _diffusion(kind: str):
                 kw["sampler"] = o.sampler
             if kind == "svi" and o.noise_share is not None:
                 kw["noise_share"] = o.noise_share
+            if kind == "svi" and o.noise_flow:
+                kw["noise_flows"] = _lift_flows(op, y)
         return fn(op, y, callback=_steps_only(callback), **kw)
 
     return run
+
+
+def _lift_flows(op, y) -> torch.Tensor:
+    """Backward DIS flows ``(1, 2, T, H, W)`` from every frame of the lifted measurement to its
+    middle frame (the reference of flow-transported noise)."""
+    from ..flow import estimate_flow
+
+    lift = op.lift(y).clamp(0, 1).float().cpu()
+    t = lift.shape[2]
+    ref = lift[:1, :, t // 2]
+    flows = [torch.zeros(1, 2, *lift.shape[-2:]) if f == t // 2 else estimate_flow(lift[:1, :, f], ref) for f in range(t)]
+    return torch.stack(flows, dim=2)
 
 
 def parse_warp_period(value) -> tuple[float, float]:

@@ -66,16 +66,23 @@ def _device_type(device) -> str:
     return torch.device(device).type if device is not None else "cpu"
 
 
+def _choice(value: str | None, env: str, names: tuple[str, ...], what: str) -> str:
+    """``value``, or ``$env`` when ``value`` is ``None``/``"auto"``; ``"auto"`` when neither
+    names a choice; UserError for a name outside ``names``."""
+    name = value or "auto"
+    if name == "auto":
+        name = os.environ.get(env) or "auto"
+    if name != "auto" and name not in names:
+        raise UserError(f"{what} must be one of auto, {', '.join(names)}, got {name!r}")
+    return name
+
+
 def resolve_precision(precision: str | None, device=None) -> str:
     """The precision name for ``precision`` (``None``/``"auto"``: ``$VIDRESTORE_PRECISION`` if
     set, else ``bf16`` on a CPU with native bfloat16, else ``fp32``)."""
-    name = precision or "auto"
-    if name == "auto":
-        name = os.environ.get("VIDRESTORE_PRECISION") or "auto"
+    name = _choice(precision, "VIDRESTORE_PRECISION", PRECISION_NAMES, "precision")
     if name == "auto":
         return "bf16" if _device_type(device) == "cpu" and cpu_has_bf16() else "fp32"
-    if name not in PRECISION_NAMES:
-        raise UserError(f"precision must be one of auto, {', '.join(PRECISION_NAMES)}, got {name!r}")
     return name
 
 
@@ -92,13 +99,9 @@ def resolve_engine(engine: str | None, device=None) -> str:
     """The engine name for ``engine`` (``None``/``"auto"``: ``$VIDRESTORE_ENGINE`` if set, else
     ``openvino`` on the CPU when installed, else ``eager``); :class:`UserError` when OpenVINO is
     asked for but missing or the device is not the CPU."""
-    name = engine or "auto"
-    if name == "auto":
-        name = os.environ.get("VIDRESTORE_ENGINE") or "auto"
+    name = _choice(engine, "VIDRESTORE_ENGINE", ENGINES, "engine")
     if name == "auto":
         return "openvino" if _device_type(device) == "cpu" and openvino_available() else "eager"
-    if name not in ENGINES:
-        raise UserError(f"engine must be one of auto, {', '.join(ENGINES)}, got {name!r}")
     if name == "openvino":
         if _device_type(device) != "cpu":
             raise UserError("--engine openvino runs on the CPU only; use --engine eager with --device cuda")

@@ -173,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-crop", action="store_true", help="whole photos (short side --size) instead of square crops")
     ap.add_argument("--precision", default="fp32", help="prior precision (fp32, bf16, auto)")
     ap.add_argument("--engine", default="eager", help="prior engine (eager, openvino, auto)")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="PNG: clean | noisy | prior | BM3D for the first --figure-images images at the --figure-sigma")
+    ap.add_argument("--figure-sigma", type=float, default=25.0)
+    ap.add_argument("--figure-images", type=int, default=3)
+    ap.add_argument("--figure-crop", type=int, default=128, help="side of the centre crop of each panel (0: whole)")
     args = ap.parse_args(argv)
 
     from vidrestore.metrics.psnr import psnr
@@ -213,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warm_up(images[0][1])
     rows = []
+    panels = []
     for i, (name, arr) in enumerate(images):
         x = arr.astype(np.float64) / 255.0
         xt = torch.from_numpy(x).permute(2, 0, 1)[None]
@@ -231,11 +237,28 @@ def main(argv: list[str] | None = None) -> int:
                 row["sec_bm3d"] = time.perf_counter() - t0
                 row["psnr_bm3d"] = psnr(torch.from_numpy(np.clip(b, 0, 1)).permute(2, 0, 1)[None], xt)
             rows.append(row)
+            if args.figure is not None and i < args.figure_images and sigma == args.figure_sigma:
+                to8 = lambda t: (t[0].permute(1, 2, 0).double().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+                strip = [arr, to8(yt), to8(d)] + ([np.clip(b * 255, 0, 255).round().astype(np.uint8)] if bm3d is not None else [])
+                if args.figure_crop:
+                    fh, fw = arr.shape[:2]
+                    c = min(args.figure_crop, fh, fw)
+                    top, left = (fh - c) // 2, (fw - c) // 2
+                    strip = [im[top:top + c, left:left + c] for im in strip]
+                panels.append(np.concatenate(strip, axis=1))
             print(f"[bench] {name:40s} sigma {sigma:4.0f}: noisy {row['psnr_noisy']:6.2f}  "
                   f"prior {row['psnr_prior']:6.2f} ({row['sec_prior']:.2f}s)"
                   + (f"  bm3d {row['psnr_bm3d']:6.2f} ({row['sec_bm3d']:.2f}s)" if bm3d is not None else ""),
                   flush=True)
 
+    if panels:
+        from PIL import Image
+
+        width = max(p.shape[1] for p in panels)
+        grid = np.concatenate([np.pad(p, ((0, 4), (0, width - p.shape[1]), (0, 0)), constant_values=255) for p in panels], axis=0)
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(args.figure)
+        print(f"[bench] wrote {args.figure} (clean | noisy | prior" + (" | BM3D)" if bm3d is not None else ")"))
     md = render_markdown(rows, prior, steps, args, images, bm3d is not None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = args.out.with_suffix(".md"), args.out.with_suffix(".csv")

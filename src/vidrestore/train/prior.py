@@ -143,13 +143,16 @@ def _ckpt_config(net: ADMUNet) -> dict:
 
 
 def _warm_start(net: ADMUNet, ema: EMA, source: str) -> None:
-    """Copy the weights of the prior folder ``source`` (``"default"``: the bundled prior) into
-    ``net`` and ``ema``; :class:`UserError` if its architecture differs from ``net``'s."""
+    """Copy the weights of the prior ``source`` (a weight folder, or a bundled prior's name such
+    as ``"default"`` or ``"v2"``) into ``net`` and ``ema``; :class:`UserError` if its
+    architecture differs from ``net``'s."""
     from ..checkpoint import from_pretrained, load_config
 
+    from ..priors.registry import BUNDLED_PRIORS, bundled_prior_dir
+
     folder = Path(source)
-    if str(source) == "default" and not folder.exists():
-        folder = Path(__file__).resolve().parents[1] / "weights" / "prior-default"
+    if str(source) in BUNDLED_PRIORS and not folder.exists():
+        folder = bundled_prior_dir(str(source))
     config = load_config(folder)
     theirs = {k: v for k, v in config.get("kwargs", {}).items() if k != "image_size"}
     ours = {k: v for k, v in net.config.items() if k != "image_size"}
@@ -206,8 +209,8 @@ class PriorTrainConfig:
         holdout: More file-name patterns never loaded (e.g. the lines of
             ``vidrestore/data/prior_holdout_v2.txt``), on top of ``DEFAULT_HOLDOUT``.
         init_from: Warm start: a prior weight folder (``config.json`` + ``model.safetensors``,
-            e.g. ``"default"`` for the bundled prior, or another run's ``prior/`` export) whose
-            weights initialise the network and its EMA at step 0. Its architecture must equal
+            e.g. another run's ``prior/`` export) or a bundled prior's name (``"default"``,
+            ``"v2"``), whose weights initialise the network and its EMA at step 0. Its architecture must equal
             this run's (``net_kwargs``); only a fresh run reads it (a resume continues from the
             checkpoint). Optimiser moments start at zero, so pair it with ``warmup_steps``.
         warmup_steps: Linear learning-rate warm-up over the first this many steps (0: none).

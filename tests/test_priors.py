@@ -206,7 +206,7 @@ def test_vidrestore_folder_and_single_file(tmp_path):
 
 
 def test_bundled_prior_missing_is_a_user_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(priors.registry, "bundled_prior_dir", lambda: tmp_path / "prior-default")
+    monkeypatch.setattr(priors.registry, "bundled_prior_dir", lambda name="default": tmp_path / f"prior-{name}")
     with pytest.raises(UserError, match="bundled prior is missing") as e:
         load_prior()
     _one_line(e)

@@ -107,7 +107,8 @@ def load_prior(
     if spec in BUNDLED_PRIORS:
         folder = bundled_prior_dir(spec)
         if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
-            raise UserError(f"the bundled prior {spec!r} is missing from this installation (expected {CONFIG_NAME} and "
+            label = "" if spec == DEFAULT_PRIOR else f" {spec!r}"
+            raise UserError(f"the bundled prior{label} is missing from this installation (expected {CONFIG_NAME} and "
                             f"{WEIGHTS_NAME} in {folder}); reinstall vidrestore or pass a prior path")
         return _load_vidrestore(folder, spec, device, dtype, overrides)
     path = Path(spec).expanduser()

@@ -336,12 +336,15 @@ def _setup_prior(o: PriorOptions, device):
     # layers: both need the PyTorch network itself.
     needs_eager = needs_grad or isinstance(o, DiffIR2VROptions)
     dtype = prior_dtype(o.precision, device, needs_grad=needs_grad)
-    prior = load_prior(o.prior, device=device, dtype=torch.float32)
     if needs_eager and (o.engine or "auto") not in ("auto", "eager"):
         raise UserError(f"--engine {o.engine} cannot run this method (it needs the PyTorch network: gradients or token merging); use --engine eager")
     engine = "eager" if needs_eager else resolve_engine(o.engine, device)
-    precision = {v: k for k, v in PRECISIONS.items()}[dtype]
-    prior.set_engine(engine, precision)
+    if engine == "eager":
+        return {"prior": load_prior(o.prior, device=device, dtype=dtype)}
+    # the engine converts the float32 network; the PyTorch copy (for gradient calls) then
+    # takes the run's dtype
+    prior = load_prior(o.prior, device=device, dtype=torch.float32)
+    prior.set_engine(engine, {v: k for k, v in PRECISIONS.items()}[dtype])
     return {"prior": prior.to(dtype=dtype)}
 
 

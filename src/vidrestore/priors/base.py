@@ -133,7 +133,7 @@ class Prior(DiscreteDiffusionDenoiser):
         ``"auto"``: :func:`~vidrestore.priors.engine.resolve_engine`) at ``precision`` (default:
         the network's dtype). Call it while the network is still float32 (the conversion uses
         the float32 weights). Class-conditional networks stay eager. Returns ``self``."""
-        from .engine import engine_for, resolve_engine
+        from .engine import OpenVINONet, resolve_engine
 
         name = resolve_engine(engine, self.device)
         if precision is None:
@@ -144,7 +144,7 @@ class Prior(DiscreteDiffusionDenoiser):
         in_ch = int(getattr(self.net, "in_channels", None) or self.config.get("kwargs", {}).get("in_channels", 3))
         side = max(self.multiple, 64 - 64 % max(self.multiple, 1))
         try:
-            self.engine = engine_for(self.net, name, precision, in_channels=in_ch, example_size=side)
+            self.engine = OpenVINONet(self.net, precision, in_channels=in_ch, example_size=side)
         except Exception as exc:  # a network the runtime cannot convert: eager unless asked for explicitly
             if (engine or "auto") != "auto":
                 raise UserError(f"--engine {name} cannot run prior {self.name!r}: {exc}".splitlines()[0]) from None

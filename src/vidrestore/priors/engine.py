@@ -32,8 +32,6 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -41,7 +39,7 @@ from torch import nn
 from ..errors import UserError
 
 __all__ = ["PRECISION_NAMES", "ENGINES", "cpu_has_bf16", "resolve_precision", "resolve_engine", "cache_dir",
-           "OpenVINONet", "openvino_available", "engine_for"]
+           "OpenVINONet", "openvino_available"]
 
 PRECISION_NAMES = ("fp32", "bf16", "fp16")
 ENGINES = ("eager", "openvino")
@@ -200,11 +198,3 @@ class OpenVINONet:
             ts = np.repeat(ts, xs.shape[0])
         self.request.infer({0: xs, 1: ts})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
-
-
-def engine_for(net: nn.Module, engine: str, precision: str, *, in_channels: int = 3,
-               example_size: int = 64) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """The forward callable for a resolved ``engine`` name (``None`` for ``eager``)."""
-    if engine == "eager":
-        return None
-    return OpenVINONet(net, precision, in_channels=in_channels, example_size=example_size)

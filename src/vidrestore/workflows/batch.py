@@ -223,7 +223,6 @@ def restore_batch(
                 source.close()
 
     local = backend == "local"
-    step_bar = None
     with progress(len(todo), f"batch {method} ({backend})", quiet, unit="videos") as bar, \
             progress(0, f"  {method} steps (all videos)", quiet or not local) as step_bar:
 

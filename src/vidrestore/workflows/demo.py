@@ -15,7 +15,7 @@ from ..io import atomic_path, atomic_write_text, read_video, write_sidecar, writ
 from ..metrics import compute_ref_flows, format_table, video_metrics
 from ..ops import measure, parse
 from .jobs import _jsonable
-from .methods import METHODS
+from .methods import METHODS, PriorOptions
 from .scale import restore_video
 
 DEMO_OP = "tblur:uniform:7:circular,sr:4"
@@ -128,7 +128,7 @@ def run_demo(
     for name in methods:
         t0 = time.perf_counter()
         opts = dict((DEMO_OPTIONS if options is None else options).get(name) or {})
-        if METHODS[name].options is not None and "precision" in getattr(METHODS[name].options, "__dataclass_fields__", {}):
+        if issubclass(METHODS[name].options, PriorOptions):
             opts.setdefault("precision", precision)
             opts.setdefault("engine", engine)
         xr = restore_video(y, operator, method=name, sigma_y=sigma_y, options=opts, device=device, quiet=quiet)

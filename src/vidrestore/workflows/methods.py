@@ -33,7 +33,7 @@ from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile
 
 __all__ = [
     "Options", "WindowedOptions", "CGOptions", "ADMMTVOptions", "BaselineOptions", "DenoiserOptions", "PriorOptions", "SVIOptions",
-    "DPSOptions", "DiffIR2VROptions", "PVDNetOptions", "Method", "METHODS", "METHOD_OPTIONS", "CLASSICAL_METHODS", "BLIND_METHODS", "PRECISIONS", "prior_dtype", "resolve_device",
+    "DPSOptions", "DiffIR2VROptions", "PVDNetOptions", "Method", "METHODS", "METHOD_OPTIONS", "CLASSICAL_METHODS", "BLIND_METHODS", "PRECISIONS", "prior_dtype", "prior_precision", "resolve_device",
     "get_method", "make_options", "NOISY_DIFFUSION", "DIFFUSION_INIT", "DIFFIR2VR_BASE", "parse_warp_period", "option_flag",
 ]
 
@@ -45,18 +45,23 @@ __all__ = [
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def prior_dtype(precision: str | None, device=None, *, needs_grad: bool = False) -> torch.dtype:
-    """dtype for a ``--precision`` name (``None``/``"auto"``: bf16 on a CPU with native bfloat16,
-    else float32; float32 when ``needs_grad``, for solvers that differentiate through the prior);
-    UserError for unknown names."""
+def prior_precision(precision: str | None, device=None, *, needs_grad: bool = False) -> str:
+    """Precision name for a ``--precision`` value (``None``/``"auto"``: bf16 on a CPU with native
+    bfloat16, else fp32; fp32 when ``needs_grad``, for solvers that differentiate through the
+    prior); UserError for unknown names."""
     from ..priors.engine import resolve_precision
 
     if needs_grad and (precision or "auto") == "auto":
-        return torch.float32
+        return "fp32"
     try:
-        return PRECISIONS[resolve_precision(precision, device)]
+        return resolve_precision(precision, device)
     except UserError:
         raise UserError(f"--precision must be one of auto, {', '.join(PRECISIONS)}, got {precision!r}") from None
+
+
+def prior_dtype(precision: str | None, device=None, *, needs_grad: bool = False) -> torch.dtype:
+    """dtype for a ``--precision`` value (:func:`prior_precision`)."""
+    return PRECISIONS[prior_precision(precision, device, needs_grad=needs_grad)]
 
 
 @dataclass(frozen=True)
@@ -335,7 +340,8 @@ def _setup_prior(o: PriorOptions, device):
     # DPS differentiates through the prior and DiffIR2VR merges tokens inside its attention
     # layers: both need the PyTorch network itself.
     needs_eager = needs_grad or isinstance(o, DiffIR2VROptions)
-    dtype = prior_dtype(o.precision, device, needs_grad=needs_grad)
+    precision = prior_precision(o.precision, device, needs_grad=needs_grad)
+    dtype = PRECISIONS[precision]
     if needs_eager and (o.engine or "auto") not in ("auto", "eager"):
         raise UserError(f"--engine {o.engine} cannot run this method (it needs the PyTorch network: gradients or token merging); use --engine eager")
     engine = "eager" if needs_eager else resolve_engine(o.engine, device)
@@ -344,7 +350,7 @@ def _setup_prior(o: PriorOptions, device):
     # the engine converts the float32 network; the PyTorch copy (for gradient calls) then
     # takes the run's dtype
     prior = load_prior(o.prior, device=device, dtype=torch.float32)
-    prior.set_engine(engine, {v: k for k, v in PRECISIONS.items()}[dtype])
+    prior.set_engine(engine, precision)
     return {"prior": prior.to(dtype=dtype)}
 
 

@@ -1,7 +1,8 @@
 """Insert `vidrestore bench` results into README.md between markers; nothing is typed by hand.
 
     python benchmarks/readme_tables.py --run quick=benchmarks/results/bench_quick \
-        [--run main=benchmarks/results/bench_main] [--readme README.md] [--check]
+        [--run main=benchmarks/results/bench_main] [--readme README.md] [--check] \
+        [--run v2=DIR --protocol-for v2=benchmarks/protocol_prior_v2.yaml --show v2=svi,svi-v2 --pair v2=svi-v2:svi]
 
 Each RUN folder holds what `vidrestore bench` wrote (protocol.yaml copy is not needed: the
 protocol is read from --protocol, with --quick applied for runs named "quick"). The README
@@ -25,7 +26,7 @@ import re
 import sys
 from pathlib import Path
 
-from vidrestore.workflows.bench import _pm, _size_text, load_protocol, task_results, verdict
+from vidrestore.workflows.bench import _pm, _size_text, load_protocol, mean_ci, task_results, verdict
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,20 @@ def _included(path: Path) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def _tables(protocol, run_dir: Path) -> tuple[str, str]:
+def _paired(a_rows: list[dict], b_rows: list[dict]) -> tuple[float, float] | None:
+    """Mean and 95 % interval over clips of the paired PSNR difference a - b (same clip and seed)."""
+    ref = {(r["clip"], str(r["seed"])): float(r["psnr"]) for r in b_rows}
+    diffs: dict[str, list[float]] = {}
+    for r in a_rows:
+        k = (r["clip"], str(r["seed"]))
+        if k in ref:
+            diffs.setdefault(r["clip"], []).append(float(r["psnr"]) - ref[k])
+    if not diffs:
+        return None
+    return mean_ci([sum(v) / len(v) for v in diffs.values()])
+
+
+def _tables(protocol, run_dir: Path, show: list[str] | None = None, pairs: list[tuple[str, str]] = ()) -> tuple[str, str]:
     import csv
 
     with open(run_dir / "runs.csv", newline="") as f:
@@ -70,12 +84,15 @@ def _tables(protocol, run_dir: Path) -> tuple[str, str]:
         if not results:
             continue
         methods = [m for m in protocol.methods if any(m in r["methods"] for r in results.values())]
+        if show:
+            methods = [m for m in methods if m in show]
         learned = [m for m in methods if not protocol.methods[m].classical]
         n_clips = len(protocol.test)
         out.append(f"**{st}**, {protocol.frames} frames, test clips {', '.join(protocol.test)}, seeds {', '.join(map(str, protocol.seeds))}; "
                    f"PSNR in dB, mean ± 95 % interval over the {n_clips} clips.")
         out.append("")
-        head = ["task", "σ_y", "best classical (tune)"] + methods + [f"{m} − best classical" for m in learned]
+        head = (["task", "σ_y", "best classical (tune)"] + methods + [f"{m} − best classical" for m in learned]
+                + [f"{a} − {b}" for a, b in pairs])
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for t, r in results.items():
@@ -92,6 +109,10 @@ def _tables(protocol, run_dir: Path) -> tuple[str, str]:
                     cells.append(f"{_pm(*s['diff'])} ({v})")
                 else:
                     cells.append("–")
+            for a, b in pairs:
+                sa, sb = r["methods"].get(a), r["methods"].get(b)
+                d = _paired(sa["rows"], sb["rows"]) if sa and sb else None
+                cells.append(f"{_pm(*d)} ({verdict(*d)})" if d else "–")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     status = []
@@ -121,15 +142,28 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", default="benchmarks/protocol.yaml")
     ap.add_argument("--run", action="append", required=True, help="NAME=DIR (NAME 'quick' applies the protocol's quick block)")
     ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--protocol-for", action="append", default=[], help="NAME=PROTOCOL: the protocol of run NAME (default --protocol)")
+    ap.add_argument("--show", action="append", default=[], help="NAME=M1,M2,...: only these methods in run NAME's table")
+    ap.add_argument("--pair", action="append", default=[], help="NAME=A:B: a column with the paired difference A - B in run NAME's table")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args(argv)
     readme = Path(a.readme)
     text = readme.read_text()
     new = text
+    def per_run(specs):
+        out: dict[str, list[str]] = {}
+        for spec in specs:
+            name, _, value = spec.partition("=")
+            out.setdefault(name, []).append(value)
+        return out
+
+    protocols, shows, pairs = per_run(a.protocol_for), per_run(a.show), per_run(a.pair)
     for spec in a.run:
         name, _, folder = spec.partition("=")
-        proto = load_protocol(a.protocol, quick=name == "quick")
-        table, status = _tables(proto, Path(folder))
+        proto = load_protocol(protocols.get(name, [a.protocol])[-1], quick=name == "quick")
+        show = [m for v in shows.get(name, []) for m in v.split(",")] or None
+        pair = [tuple(v.split(":", 1)) for v in pairs.get(name, [])]
+        table, status = _tables(proto, Path(folder), show, pair)
         new = _replace(new, f"{name}:table", table)
         new = _replace(new, f"{name}:status", status)
     for name, rel in INCLUDES.items():

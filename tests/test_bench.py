@@ -111,6 +111,29 @@ def test_protocol_quick_block_and_applicability(tmp_path):
     assert q.sizes == [(8, 8)] and q.seeds == [3] and set(q.methods) == {"cg"}
 
 
+def test_protocol_extends_adds_methods_and_resumes_only_them(tmp_path):
+    base = _protocol(tmp_path, methods={"cg": {"method": "cg", "iters": 4, "tune": {"lam": [0.0, 0.05]}}, "bicubic": {"method": "bicubic"}})
+    sub = tmp_path / "more"
+    sub.mkdir()
+    ext = sub / "ext.yaml"
+    ext.write_text(yaml.safe_dump({"extends": "../p.yaml", "seeds": [0], "methods": {"cg2": {"method": "cg", "iters": 2, "lam": 0.05}}}))
+    p = load_protocol(ext)
+    assert set(p.methods) == {"cg", "bicubic", "cg2"} and p.seeds == [0]
+    assert p.clips["a"].path == str(tmp_path / "a.npy")  # the base's clip paths stay relative to the base
+    out = tmp_path / "run"
+    run_bench(load_protocol(base, ), out, quiet=True)
+    _, before = _read_runs(out / "runs.csv")
+    run_bench(p, out, resume=True, quiet=True)
+    _, after = _read_runs(out / "runs.csv")
+    added = after[len(before):]
+    assert after[: len(before)] == before
+    assert added and {r["method"] for r in added} == {"cg2"}
+    nested = sub / "nested.yaml"
+    nested.write_text(yaml.safe_dump({"extends": "ext.yaml"}))
+    with pytest.raises(UserError, match="one level only"):
+        load_protocol(nested)
+
+
 def test_cli_bench_bad_protocol_exit_2(tmp_path, capsys):
     path = _protocol(tmp_path, split={"tune": ["a"], "test": ["a", "c"]})
     with pytest.raises(SystemExit) as e:

@@ -480,6 +480,22 @@ _BLUR_RUN = _apply(
 )
 
 
+_BLUR_FAMILIES = click.option(
+    "--families", default="", show_default=False,
+    help="Comma-separated blur families; each training clip is rendered with one of them: drift, rotation, zoom, "
+         "stop-and-go, shake, short-exposure, noise ('train': all of these) or the evaluation ones srgb-average, "
+         "compression (default: the standard recipe only).")
+
+
+def _blur_config(families: str):
+    """The :class:`~vidrestore.data.blur_synth.BlurSynthConfig` of ``--families`` (a UserError
+    naming the known families for an unknown one)."""
+    from ..data.blur_synth import TRAIN_FAMILIES, BlurSynthConfig
+
+    names = tuple(n.strip() for n in families.split(",") if n.strip())
+    return BlurSynthConfig(families=TRAIN_FAMILIES if names == ("train",) else names)
+
+
 def _blur_out(folder: str):
     return click.option("--out", "out_dir", required=True, help=f"Run folder: checkpoint/, {folder}/ (exported weights), log.jsonl.")
 
@@ -535,13 +551,14 @@ def train_prior_cmd(data, out_dir, threads, resume, extra_sizes, holdout_file, *
 @click.option("--lr", type=float, default=3e-4, help="Adam learning rate (cosine to lr/100).")
 @click.option("--flow-weight", type=float, default=0.0, help="Weight of the optional EPE term against the exact synthetic flow (not in the paper).")
 @click.option("--pairings", "pairings_per_step", type=click.IntRange(1, 4), default=4, help="Blurry/sharp pairings per step (4 = the paper's loss; fewer cycle).")
+@_BLUR_FAMILIES
 @_BLUR_RUN
-def train_bimnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, **hyper):
+def train_bimnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, families, **hyper):
     """Phase 1 of PVDNet: train BIMNet (LiteFlowNet) with the blur-invariant loss on synthetic blur."""
     from ..train.pvdnet import BIMNetTrainConfig, train_bimnet
 
     run = _blur_run_options(threads, device, workers, max_minutes, resume)
-    train_bimnet(list(data), out_dir, BIMNetTrainConfig(**hyper), **run)
+    train_bimnet(list(data), out_dir, BIMNetTrainConfig(**hyper, blur=_blur_config(families)), **run)
 
 
 @train.command(name="pvdnet")
@@ -552,18 +569,29 @@ def train_bimnet_cmd(data, out_dir, threads, device, workers, max_minutes, resum
 @click.option("--steps", type=click.IntRange(min=1), default=2000, help="Total per-frame optimiser steps.")
 @_BLUR_CROP
 @click.option("--frames", type=click.IntRange(min=3), default=6, help="Frames per training clip (frames-2 recurrent steps).")
-@click.option("--preset", type=click.Choice(["small", "medium", "normal", "large"]), default="small", help="PVDNet widths.")
-@click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (cosine restarts).")
+@click.option("--preset", type=click.Choice(["small", "medium", "medium-res4", "normal", "large"]), default="small",
+              help="PVDNet widths (medium-res4: medium with 12 residual blocks at 1/4 resolution).")
+@click.option("--lr", type=float, default=3e-4, help="RAdam learning rate (annealed to lr/1000 by --schedule).")
+@click.option("--schedule", type=click.Choice(["restarts", "warmup-cosine"]), default="restarts",
+              help="Learning-rate schedule: the paper's cosine restarts, or a linear warm-up then one cosine (both to lr/1000).")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="--schedule warmup-cosine: linear warm-up from 0 over N steps.")
 @click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
 @click.option("--zero-init", "zero_init_residual", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
 @click.option("--init", "init", default=None, help="Start the CNN from this PVDNet weight folder (fine-tuning; same --preset).")
+@click.option("--margin", type=click.IntRange(min=0), default=0,
+              help="Render clips MARGIN pixels larger on every side and take the loss on the central --size square only (even).")
+@click.option("--no-next-prob", type=click.FloatRange(0, 1), default=0.0,
+              help="Probability that a clip's last step has no next frame (its own frame instead, as at the end of a video).")
+@click.option("--curriculum-steps", type=click.IntRange(min=0), default=0,
+              help="Blur curriculum: drift speed and exposure ramp from 30% to 100% over the first N steps (0: off).")
+@_BLUR_FAMILIES
 @_BLUR_RUN
-def train_pvdnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, **hyper):
+def train_pvdnet_cmd(data, out_dir, threads, device, workers, max_minutes, resume, families, **hyper):
     """Phase 2 of PVDNet: train the deblurring CNN recurrently with BIMNet frozen (MSE)."""
     from ..train.pvdnet import PVDNetTrainConfig, train_pvdnet
 
     run = _blur_run_options(threads, device, workers, max_minutes, resume)
-    train_pvdnet(list(data), out_dir, PVDNetTrainConfig(**hyper), **run)
+    train_pvdnet(list(data), out_dir, PVDNetTrainConfig(**hyper, blur=_blur_config(families)), **run)
 
 
 @train.command(name="lgcvd")

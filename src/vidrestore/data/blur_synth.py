@@ -19,13 +19,26 @@ times the mean drift (see :class:`BlurSynthConfig`). The flow stays exact.
 
 Everything is a function of ``(seed, index)`` (numpy ``default_rng([seed, index])``), so
 training data are reproducible and resumable. See :class:`BlurSynthConfig` for the ranges.
+
+Blur families (:data:`BLUR_FAMILIES`, :func:`family_config`): named variations of the
+default recipe (translation only, rotation, zoom, stop-and-go, hand-shake, short exposure,
+sensor noise, averaging in sRGB instead of linear light, JPEG compression). With
+``BlurSynthConfig(families=(...))`` every clip draws one of the listed families (from its
+``(seed, index)`` generator) and is rendered with that family's settings. The families are
+meant to train on (:data:`TRAIN_FAMILIES`) or to be *held out* for evaluation
+(:data:`HELDOUT_FAMILIES` = ``srgb-average`` and ``compression``): a model trained on
+linear-light averages of clean frames and scored on sRGB averages and compressed frames
+(and on real frame-averaged clips such as GoPro or DVD, which come from elsewhere) shows
+how much it depends on the exact blur model of this generator. PVDNet (Son et al., ACM
+TOG 2021) is trained on such frame-averaged blur; the families are our additions.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +49,8 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .images import DEFAULT_EXCLUDE, DEFAULT_HOLDOUT, IMAGE_EXTENSIONS, list_media
 
-__all__ = ["BlurSynthConfig", "SyntheticBlurClips", "render_clip", "holdout_images"]
+__all__ = ["BlurSynthConfig", "SyntheticBlurClips", "render_clip", "holdout_images", "BLUR_FAMILIES", "TRAIN_FAMILIES",
+           "HELDOUT_FAMILIES", "family_config", "blur_strength", "jpeg_roundtrip"]
 
 GAMMA = 2.2
 
@@ -73,6 +87,18 @@ class BlurSynthConfig:
         stop_go_depth: range of the modulation depth ``rho`` (uniform). ``rho`` near 1 gives
             frames whose drift nearly stops (only shake, rotation and zoom blur them).
         stop_go_freq: range of the modulation frequency ``f`` in cycles per frame (uniform).
+        linear_light: average the sub-frames in linear light (gamma 2.2, the default) or, if
+            False, directly on the gamma-encoded values (a cheaper camera pipeline; the sRGB
+            average is darker at edges between bright and dark regions).
+        noise_gain: signal-dependent (Poisson-like) part of the sensor noise: with it the
+            noise of a blurry pixel of value ``x`` has std ``sqrt(noise_gain * x + noise²)``
+            (``[0, 1]`` units, added to the gamma-encoded frame).
+        jpeg_quality: ``(lo, hi)``: the blurry frames go through a JPEG encode/decode at a
+            quality drawn uniformly (integers, one per clip) in this range; ``None``: no
+            compression.
+        families: names of :data:`BLUR_FAMILIES`; each clip draws one of them (uniformly,
+            from the clip's generator) and is rendered with :func:`family_config`. Empty: every
+            clip uses this config as it is.
 
     Why stop-and-go by default: hand-held video (Su et al. 2017, DVD; the data PVDNet,
     Son et al., ACM TOG 2021, is trained and tested on) does not blur every frame equally:
@@ -105,6 +131,73 @@ class BlurSynthConfig:
     stop_go_prob: float = 0.5
     stop_go_depth: tuple[float, float] = (0.5, 1.0)
     stop_go_freq: tuple[float, float] = (0.06, 0.2)
+    linear_light: bool = True
+    noise_gain: float = 0.0
+    jpeg_quality: tuple[int, int] | None = None
+    families: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "families", tuple(self.families))
+        if self.jpeg_quality is not None:
+            object.__setattr__(self, "jpeg_quality", tuple(int(q) for q in self.jpeg_quality))
+        for name in self.families:
+            family_config(name)  # UserError for an unknown name
+
+
+#: Named blur families: :class:`BlurSynthConfig` fields that replace the base config's.
+#: ``drift``: translation only (drift and acceleration); ``rotation``, ``zoom``, ``shake``:
+#: blur dominated by camera roll, zoom or hand-shake (drift at most 4 px/frame);
+#: ``stop-and-go``: every clip stop-and-go; ``short-exposure``: exposure 0.5-0.75 of the
+#: frame interval; ``noise``: Poisson-Gaussian-like sensor noise on the blurry frames;
+#: ``srgb-average``: sub-frames averaged in sRGB; ``compression``: JPEG at quality 60-90.
+BLUR_FAMILIES: dict[str, dict] = {
+    "drift": {"max_shake": 0.0, "max_rot": 0.0, "max_zoom": 0.0, "stop_go_prob": 0.0},
+    "rotation": {"max_speed": 4.0, "max_rot": 5.0, "max_zoom": 0.0, "stop_go_prob": 0.0},
+    "zoom": {"max_speed": 4.0, "max_rot": 0.0, "max_zoom": 0.06, "stop_go_prob": 0.0},
+    "stop-and-go": {"stop_go_prob": 1.0},
+    "shake": {"max_speed": 4.0, "max_shake": 6.0, "stop_go_prob": 0.0},
+    "short-exposure": {"exposure": (0.5, 0.75)},
+    "noise": {"noise": 0.004, "noise_gain": 6e-4},
+    "srgb-average": {"linear_light": False},
+    "compression": {"jpeg_quality": (60, 90)},
+}
+#: Families kept out of training to measure how a model copes with another blur model.
+HELDOUT_FAMILIES = ("srgb-average", "compression")
+#: The other families, meant for training.
+TRAIN_FAMILIES = tuple(f for f in BLUR_FAMILIES if f not in HELDOUT_FAMILIES)
+
+
+def family_config(name: str, base: BlurSynthConfig | None = None) -> BlurSynthConfig:
+    """``base`` (default :class:`BlurSynthConfig`) with the settings of family ``name``
+    (:data:`BLUR_FAMILIES`) and no family list; :class:`UserError` for an unknown name."""
+    if name not in BLUR_FAMILIES:
+        raise UserError(f"unknown blur family {name!r}; choose from {', '.join(BLUR_FAMILIES)}")
+    return replace(base or BlurSynthConfig(), families=(), **BLUR_FAMILIES[name])
+
+
+def blur_strength(cfg: BlurSynthConfig, strength: float) -> BlurSynthConfig:
+    """``cfg`` with its blur scaled by ``strength`` (a training curriculum): the upper ends of
+    the drift speed and exposure ranges are multiplied by it (the lower end of the exposure
+    range is lowered where needed to keep the range valid). ``strength = 1``: ``cfg`` itself."""
+    if strength == 1:
+        return cfg
+    lo, hi = cfg.exposure
+    return replace(cfg, max_speed=cfg.max_speed * strength, exposure=(min(lo, hi * strength), hi * strength))
+
+
+def jpeg_roundtrip(frames: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG-encode and decode (PIL, 8 bits, default 4:2:0 chroma) each ``(3, h, w)`` frame of
+    ``frames`` ``(N, 3, h, w)`` in ``[0, 1]`` at ``quality``."""
+    from PIL import Image
+
+    out = []
+    for f in frames:
+        arr = (f.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
+        with Image.open(buf) as im:
+            out.append(torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1))
+    return torch.stack(out).float() / 255.0
 
 
 class _Trajectory:
@@ -180,6 +273,7 @@ def render_clip(
     rng: np.random.Generator,
     cfg: BlurSynthConfig = BlurSynthConfig(),
     min_gradient: float = 0.0,
+    strength: float = 1.0,
 ) -> dict[str, torch.Tensor] | None:
     """Render one blurry/sharp clip from a photo (see the module docstring).
 
@@ -188,9 +282,10 @@ def render_clip(
         num_frames: frames ``T``.
         size: output ``(h, w)``.
         rng: numpy generator (all randomness comes from it).
-        cfg: motion ranges.
+        cfg: motion ranges; with ``cfg.families`` one family is drawn from ``rng`` first.
         min_gradient: return ``None`` (before rendering the blur) when the sharp clip's mean
             absolute gradient is below this (flat content).
+        strength: blur strength (:func:`blur_strength`, applied after the family).
 
     Returns:
         ``{"blurry": (3, T, h, w), "sharp": (3, T, h, w), "flow": (2, T, h, w)}`` with
@@ -198,6 +293,9 @@ def render_clip(
         to sharp frame ``t - 1`` in pixels (``flow[:, 0] = 0``).
     """
     h, w = size
+    if cfg.families:
+        cfg = family_config(cfg.families[int(rng.integers(len(cfg.families)))], cfg)
+    cfg = blur_strength(cfg, strength)
     traj = _Trajectory(rng, cfg)
     expo = rng.uniform(*cfg.exposure)
     # Sub-frames: about one per pixel of motion within the exposure.
@@ -223,11 +321,14 @@ def render_clip(
     if min_gradient > 0 and _mean_gradient(sharp) < min_gradient:
         return None
     sub = _sample(photo, rel + np.asarray(origin)[None, None, None])  # (T*n_sub, 3, h, w)
-    lin = sub.clamp(0, 1).pow(GAMMA).view(num_frames, n_sub, 3, h, w).mean(1)
-    blurry = lin.pow(1 / GAMMA)
-    if cfg.noise > 0:
-        noise = torch.from_numpy(rng.standard_normal(blurry.shape)).float() * cfg.noise
+    sub = sub.clamp(0, 1).view(num_frames, n_sub, 3, h, w)
+    blurry = sub.pow(GAMMA).mean(1).pow(1 / GAMMA) if cfg.linear_light else sub.mean(1)
+    if cfg.noise > 0 or cfg.noise_gain > 0:
+        std = cfg.noise if cfg.noise_gain == 0 else (cfg.noise_gain * blurry + cfg.noise**2).sqrt()
+        noise = torch.from_numpy(rng.standard_normal(blurry.shape)).float() * std
         blurry = (blurry + noise).clamp(0, 1)
+    if cfg.jpeg_quality is not None:
+        blurry = jpeg_roundtrip(blurry, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
     # Exact backward flow t -> t-1: p' = o + R(-theta_{t-1}) (P - c_{t-1}) / s_{t-1} with P = A_t(p).
     flow = np.zeros((num_frames, h, w, 2))
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -333,8 +434,9 @@ class SyntheticBlurClips:
         """JSON-able description (files, size, frames, seed, motion config)."""
         return {"files": [f.name for f in self.files], "size": list(self.size), "num_frames": self.num_frames, "seed": self.seed, "config": asdict(self.config)}
 
-    def clip(self, index: int) -> dict[str, torch.Tensor]:
-        """Clip number ``index``: ``{"blurry", "sharp"}`` ``(3, T, h, w)``, ``"flow"`` ``(2, T, h, w)``."""
+    def clip(self, index: int, strength: float = 1.0) -> dict[str, torch.Tensor]:
+        """Clip number ``index``: ``{"blurry", "sharp"}`` ``(3, T, h, w)``, ``"flow"`` ``(2, T, h, w)``;
+        ``strength``: blur strength (:func:`blur_strength`)."""
         rng = np.random.default_rng([self.seed, int(index)])
         out = None
         for attempt in range(self.max_tries):
@@ -344,12 +446,12 @@ class SyntheticBlurClips:
                 photo = photo.flip(-1)
             # Flat crops (sky, walls) are redrawn; the last attempt is always accepted.
             last = attempt == self.max_tries - 1
-            out = render_clip(photo, self.num_frames, self.size, rng, self.config, 0.0 if last else self.min_gradient)
+            out = render_clip(photo, self.num_frames, self.size, rng, self.config, 0.0 if last else self.min_gradient, strength)
             if out is not None:
                 break
         return out
 
-    def batch(self, index: int, batch_size: int) -> dict[str, torch.Tensor]:
+    def batch(self, index: int, batch_size: int, strength: float = 1.0) -> dict[str, torch.Tensor]:
         """Clips ``index * batch_size ...`` stacked: ``(B, 3, T, h, w)`` and ``(B, 2, T, h, w)``."""
-        clips = [self.clip(index * batch_size + k) for k in range(batch_size)]
+        clips = [self.clip(index * batch_size + k, strength) for k in range(batch_size)]
         return {key: torch.stack([c[key] for c in clips]) for key in clips[0]}

@@ -20,6 +20,17 @@ becomes the state (truncated BPTT of length 1, as the official trainer). RAdam w
 weight decay 0.01, gradient-norm clipping 1.0, cosine annealing with restarts whose periods
 are the paper's ``[50k, 100k, 150k, 150k, 150k] / 600k`` fractions of the total.
 
+Options of phase 2 beyond the paper's recipe (all off by default, which keeps the paper's
+recipe and earlier runs bit for bit; see :class:`PVDNetTrainConfig`): a linear warm-up and
+single cosine instead of the restarts (``schedule="warmup-cosine"``,
+:func:`warmup_cosine_lr`); an interior loss (``margin``: clips rendered larger, the loss
+taken on the central ``size x size`` square only, so that the scored pixels keep their
+motion-compensated source inside the frame when the motion is under ``margin`` pixels
+per frame); clips whose last step has no next
+frame (``no_next_prob``, as at the end of a video); a blur curriculum
+(``curriculum_steps``, :func:`curriculum_strength`); and the blur families of
+:mod:`vidrestore.data.blur_synth` (``blur.families``).
+
 Both phases take their hyper-parameters as a frozen dataclass (:class:`BIMNetTrainConfig`,
 :class:`PVDNetTrainConfig`) and the run-time options (data, device, workers, time limit) as
 keyword arguments. Data batch ``k`` depends only on ``(seed, k)``; checkpoints hold model,
@@ -38,7 +49,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,8 +67,8 @@ from ..nets import LITEFLOWNET_PRESETS, PVDNET_PRESETS, LiteFlowNet, PVDNetDeblu
 from ..nets.liteflownet import backwarp
 from ..nets.pvdnet import pixel_volume
 
-__all__ = ["BIMNetTrainConfig", "PVDNetTrainConfig", "bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "train_bimnet",
-           "train_pvdnet", "export_pvdnet"]
+__all__ = ["BIMNetTrainConfig", "PVDNetTrainConfig", "bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "warmup_cosine_lr",
+           "curriculum_strength", "interior_mse", "train_bimnet", "train_pvdnet", "export_pvdnet"]
 
 PAIRINGS = ("bb", "bs", "sb", "ss")
 #: Relative lengths of the paper's cosine-annealing cycles (50k, 100k, 150k, 150k, 150k of 600k).
@@ -71,6 +82,35 @@ def cosine_restarts_lr(step: int, total: int, lr: float, eta_min: float, cycles:
     k = min(max(k, 0), len(cycles) - 1)
     frac = (step - bounds[k]) / max(bounds[k + 1] - bounds[k], 1e-9)
     return eta_min + 0.5 * (lr - eta_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def warmup_cosine_lr(step: int, total: int, lr: float, eta_min: float, warmup: int) -> float:
+    """Learning rate rising linearly from 0 to ``lr`` over the first ``warmup`` steps (``lr *
+    step / warmup``), then one cosine from ``lr`` down to ``eta_min`` at step ``total``."""
+    if step < warmup:
+        return lr * step / warmup
+    frac = (step - warmup) / max(total - warmup, 1)
+    return eta_min + 0.5 * (lr - eta_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+#: Blur strength at the start of a curriculum (:func:`curriculum_strength`).
+CURRICULUM_START = 0.3
+
+
+def curriculum_strength(step: int, ramp_steps: int) -> float:
+    """Blur strength of the data at optimiser step ``step``: from :data:`CURRICULUM_START`
+    (30 %) linearly to 1 over ``ramp_steps`` steps, then 1 (``ramp_steps = 0``: always 1).
+    See :func:`~vidrestore.data.blur_synth.blur_strength` for what it scales."""
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return 1.0
+    return CURRICULUM_START + (1 - CURRICULUM_START) * step / ramp_steps
+
+
+def interior_mse(out: torch.Tensor, target: torch.Tensor, margin: int = 0) -> torch.Tensor:
+    """MSE over the pixels at least ``margin`` pixels away from every image border."""
+    if margin > 0:
+        out, target = out[..., margin:-margin, margin:-margin], target[..., margin:-margin, margin:-margin]
+    return F.mse_loss(out, target)
 
 
 def bim_loss(
@@ -126,6 +166,8 @@ def pvdnet_clip_steps(
     flows: torch.Tensor | None = None,
     lr_fn=None,
     clip: float = 1.0,
+    margin: int = 0,
+    no_next: torch.Tensor | None = None,
 ) -> list[float]:
     """Recurrent per-frame optimisation over one batch of clips (phase 2).
 
@@ -136,6 +178,11 @@ def pvdnet_clip_steps(
         flows: optional ``(B, 2, T, H, W)`` flows ``t -> t-1`` (default: BIMNet's, no grad).
         lr_fn: optional ``lr_fn(i)`` setting the learning rate before the ``i``-th update.
         clip: gradient-norm clip.
+        margin: the loss ignores this many pixels at every border (:func:`interior_mse`);
+            the network still sees the whole frames.
+        no_next: optional ``(B,)`` bools: for these clips the last step (``t = T-2``) is
+            given its own frame as the next frame, as :func:`~vidrestore.nets.pvdnet.deblur_frames`
+            does at the last frame of a video (frame ``T-1`` is then unused).
 
     Returns:
         The loss (MSE in ``[-1, 1]``) of each centre frame ``1 .. T-2``.
@@ -151,8 +198,11 @@ def pvdnet_clip_steps(
         else:
             flow = flows[:, :, t]
         vol = pixel_volume(state, flow, m_blur[:, :, t])
-        out = model.pvdnet(vol, m_blur[:, :, t], m_blur[:, :, t - 1], m_blur[:, :, t + 1])
-        loss = F.mse_loss(out, m_sharp[:, :, t])
+        nxt = m_blur[:, :, t + 1]
+        if no_next is not None and t == t_len - 2:
+            nxt = torch.where(no_next.to(nxt.device).view(-1, 1, 1, 1), m_blur[:, :, t], nxt)
+        out = model.pvdnet(vol, m_blur[:, :, t], m_blur[:, :, t - 1], nxt)
+        loss = interior_mse(out, m_sharp[:, :, t], margin)
         if opt is not None:
             if lr_fn is not None:
                 for g in opt.param_groups:
@@ -226,6 +276,21 @@ class PVDNetTrainConfig:
         init: optional PVDNet weight folder (e.g. a model trained with another flow source)
             whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s.
             ``zero_init_residual`` is then ignored. The BIMNet still comes from ``bimnet``.
+        schedule: ``"restarts"`` (the paper's cosine restarts) or ``"warmup-cosine"``
+            (:func:`warmup_cosine_lr`: ``warmup_steps`` of linear warm-up from 0, then one
+            cosine to ``lr / 1000``).
+        warmup_steps: warm-up length in optimiser steps (``"warmup-cosine"`` only).
+        margin: clips are rendered ``size + 2 * margin`` pixels wide and high and the loss is
+            taken on the central ``size x size`` square (the network sees the whole frame);
+            even, so the frame stays a multiple of 4 (a multiple of 16 also keeps it on
+            BIMNet's 32-pixel grid, beyond which BIMNet's flow is zero, as in inference).
+        no_next_prob: probability that a clip's last step is taken without a next frame
+            (its own frame instead, as at the end of a video; see :func:`pvdnet_clip_steps`),
+            drawn per clip from ``(seed, batch index)``.
+        curriculum_steps: blur curriculum: the data of optimiser step ``s`` are rendered at
+            blur strength :func:`curriculum_strength` ``(s, curriculum_steps)`` (30 % rising
+            to 100 %; it scales the drift speed and exposure); 0: off. Needs a dataset whose
+            ``batch`` takes ``strength`` (:class:`~vidrestore.data.blur_synth.SyntheticBlurClips`).
         seed, ckpt_every, log_every, blur: as in :class:`BIMNetTrainConfig` (intervals in
             optimiser steps, rounded to whole clips).
     """
@@ -241,10 +306,20 @@ class PVDNetTrainConfig:
     zero_init_residual: bool = False
     flow_source: str = "bimnet"
     init: str | os.PathLike | None = None
+    schedule: str = "restarts"
+    warmup_steps: int = 0
+    margin: int = 0
+    no_next_prob: float = 0.0
+    curriculum_steps: int = 0
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 20
     blur: BlurSynthConfig = field(default_factory=BlurSynthConfig)
+
+
+#: The options of :class:`PVDNetTrainConfig` beyond the paper's recipe (recorded in the
+#: checkpoint and weight card when not at their defaults).
+_RECIPE_OPTIONS = ("schedule", "warmup_steps", "margin", "no_next_prob", "curriculum_steps")
 
 
 # --------------------------------------------------------------------------- shared plumbing
@@ -272,6 +347,18 @@ class _BatchRange(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.ds.batch(self.first + i, self.size)
+
+
+class _Curriculum:
+    """A dataset whose batch ``k`` is rendered at blur strength ``curriculum_strength(k *
+    per_clip, ramp_steps)`` (the first optimiser step the batch serves): still a pure function
+    of ``(seed, k)``, so resumes and worker processes see the same data."""
+
+    def __init__(self, ds: Any, per_clip: int, ramp_steps: int):
+        self.ds, self.per_clip, self.ramp_steps = ds, int(per_clip), int(ramp_steps)
+
+    def batch(self, index: int, batch_size: int) -> dict:
+        return self.ds.batch(index, batch_size, strength=curriculum_strength(index * self.per_clip, self.ramp_steps))
 
 
 def _one_thread(_worker: int) -> None:
@@ -337,6 +424,7 @@ class _Run:
         """Restore the checkpoint (with ``resume``), then record the config of this run."""
         if resume and has_checkpoint(self.ckpt_dir):
             st = load_checkpoint(self.ckpt_dir, net, opt, expect=self.expect)
+            _add_new_defaults(self.out / TRAIN_CONFIG, self.cfg)
             check_resume_config(self.out / TRAIN_CONFIG, self.cfg)
             self.start, self.history, self.seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
             trim_log(self.log_path, self.start)
@@ -390,6 +478,24 @@ class _Run:
                 self.say(f"stopped at step {step} (max_seconds); resume to continue")
                 break
         bar.close()
+
+
+def _add_new_defaults(path: Path, cfg: Any) -> None:
+    """Complete the nested configs (``blur``) of a saved ``train_config.json`` written before
+    some of their fields existed with those fields' defaults (the values such a run used), so
+    that :func:`~vidrestore.train.run.check_resume_config` compares like with like."""
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    missing = False
+    for f in fields(cfg):
+        value, old = getattr(cfg, f.name), saved.get(f.name)
+        if is_dataclass(value) and isinstance(old, dict):
+            for key, default in config_record(type(value)()).items():
+                if key not in old:
+                    old[key], missing = default, True
+    if missing:
+        atomic_json(path, saved)
 
 
 # --------------------------------------------------------------------------- phase 1
@@ -511,8 +617,13 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
     _check_crop_and_preset(cfg.size, cfg.preset, PVDNET_PRESETS, "PVDNet")
     if cfg.flow_source not in ("bimnet", "dis", "gt", "zero"):
         raise UserError(f"unknown flow source {cfg.flow_source!r}; choose bimnet, dis, gt or zero")
+    _check_recipe(cfg)
     expect = {"seed": cfg.seed, "batch": cfg.batch, "size": cfg.size, "frames": cfg.frames, "preset": cfg.preset,
               "zero_init_residual": cfg.zero_init_residual, "flow_source": cfg.flow_source}
+    defaults = PVDNetTrainConfig()
+    expect.update({k: getattr(cfg, k) for k in _RECIPE_OPTIONS if getattr(cfg, k) != getattr(defaults, k)})
+    if cfg.blur.families:
+        expect["blur_families"] = list(cfg.blur.families)
     run = _Run("pvdnet", out_dir, cfg, expect, num_threads=num_threads, progress=progress)
     flow_net = _frozen_bimnet(cfg.bimnet, cfg.flow_source)
     torch.manual_seed(cfg.seed)
@@ -534,11 +645,18 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
     opt = torch.optim.RAdam(model.pvdnet.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay,
                             decoupled_weight_decay=True)
     run.begin(model, opt, resume)
-    ds = _dataset(data, dataset, cfg.size, cfg.frames, cfg.seed, cfg.blur, run.say)
+    ds = _dataset(data, dataset, cfg.size + 2 * cfg.margin, cfg.frames, cfg.seed, cfg.blur, run.say)
     n_train = sum(p.numel() for p in model.pvdnet.parameters())
     run.say(f"PVDNet {n_train:,} trainable parameters (BIMNet frozen); steps {run.start} -> {cfg.steps}, batch {cfg.batch}, "
             f"size {cfg.size}, frames {cfg.frames}")
     per_clip, eta_min = cfg.frames - 2, cfg.lr * 1e-3
+    if cfg.curriculum_steps > 0:
+        ds = _Curriculum(ds, per_clip, cfg.curriculum_steps)
+
+    def lr_at(step: int) -> float:
+        if cfg.schedule == "warmup-cosine":
+            return warmup_cosine_lr(step, cfg.steps, cfg.lr, eta_min, cfg.warmup_steps)
+        return cosine_restarts_lr(step, cfg.steps, cfg.lr, eta_min)
 
     def advance(step: int, b: dict) -> list:  # b is batch step // per_clip
         n = min(per_clip, cfg.steps - step)
@@ -546,8 +664,12 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
         flows = _training_flows(cfg.flow_source, blurry, b.get("flow"))  # on the CPU (DIS is OpenCV)
         blurry, sharp = blurry.to(device), sharp.to(device)
         flows = None if flows is None else flows.to(device)
-        losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows,
-                                   lr_fn=lambda i: cosine_restarts_lr(step + i, cfg.steps, cfg.lr, eta_min))
+        no_next = None
+        if cfg.no_next_prob > 0:
+            draw = np.random.default_rng([cfg.seed, step // per_clip, 1]).random(blurry.shape[0])
+            no_next = torch.from_numpy(draw < cfg.no_next_prob)
+        losses = pvdnet_clip_steps(model, blurry, sharp, opt, flows=flows, lr_fn=lambda i: lr_at(step + i),
+                                   margin=cfg.margin, no_next=no_next)
         if not all(math.isfinite(v) for v in losses):
             raise RuntimeError(f"non-finite loss near step {step + 1}")
         return losses
@@ -555,11 +677,25 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
     def summarise(step: int, window: list) -> tuple[list, dict, dict]:
         m = float(np.mean(window))
         psnr = round(10 * math.log10(4.0 / max(m, 1e-12)), 2)
-        return [m], {"loss": m, "psnr_est": psnr, "lr": cosine_restarts_lr(step, cfg.steps, cfg.lr, eta_min)}, {"loss": f"{m:.5f}", "psnr": psnr}
+        return [m], {"loss": m, "psnr_est": psnr, "lr": lr_at(step)}, {"loss": f"{m:.5f}", "psnr": psnr}
 
     stream = _batch_stream(ds, run.start // per_clip, cfg.steps // per_clip + 2, cfg.batch, workers)
     run.train(model, opt, stream, advance, summarise, on_grid=False, max_seconds=max_seconds, dtype=torch.float16, card=card)
     return model
+
+
+def _check_recipe(cfg: PVDNetTrainConfig) -> None:
+    """One-line errors for the recipe options of :class:`PVDNetTrainConfig`."""
+    if cfg.schedule not in ("restarts", "warmup-cosine"):
+        raise UserError(f"unknown schedule {cfg.schedule!r}; choose restarts or warmup-cosine")
+    if cfg.warmup_steps < 0 or (cfg.warmup_steps > 0 and cfg.schedule != "warmup-cosine"):
+        raise UserError(f"--warmup-steps must be >= 0 and needs --schedule warmup-cosine, got {cfg.warmup_steps}")
+    if cfg.margin < 0 or cfg.margin % 2:
+        raise UserError(f"--margin must be even and >= 0 (the frame must stay a multiple of 4), got {cfg.margin}")
+    if not 0 <= cfg.no_next_prob <= 1:
+        raise UserError(f"--no-next-prob must be in [0, 1], got {cfg.no_next_prob}")
+    if cfg.curriculum_steps < 0:
+        raise UserError(f"--curriculum-steps must be >= 0, got {cfg.curriculum_steps}")
 
 
 def export_pvdnet(pvdnet_dir: str | os.PathLike, out_dir: str | os.PathLike, *, bimnet_dir: str | os.PathLike | None = None, flow: str = "bimnet", readme: str | None = None) -> Path:

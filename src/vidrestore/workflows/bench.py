@@ -338,11 +338,9 @@ def parse_protocol(data: Any, *, source: str = "<protocol>", base: str | Path = 
                     None if tune_seeds is None else [int(s) for s in tune_seeds])
 
 
-def load_protocol(path: str | Path, *, quick: bool = False) -> Protocol:
-    """Read and validate a protocol YAML file (relative clip paths are relative to it)."""
+def _read_yaml(path: Path) -> Any:
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -350,11 +348,55 @@ def load_protocol(path: str | Path, *, quick: bool = False) -> Protocol:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read protocol {path}: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()
         raise UserError(f"protocol {path}: invalid YAML: {' '.join(first[:3])}") from None
-    return parse_protocol(data, source=str(path), base=path.parent, quick=quick)
+
+
+#: Top-level keys whose mappings an ``extends`` protocol merges into its base's (name by name);
+#: every other key it sets replaces the base's value.
+_MERGED_KEYS = ("clips", "tasks", "methods")
+
+
+def load_protocol(path: str | Path, *, quick: bool = False) -> Protocol:
+    """Read and validate a protocol YAML file (relative clip paths are relative to it).
+
+    A protocol may start from another one with ``extends: OTHER.yaml`` (relative to its own
+    folder): its ``clips``, ``tasks`` and ``methods`` are added to (or replace by name) the
+    base's, and any other key replaces the base's value. The base's clip paths stay relative to
+    the base. A run of the extended protocol resumed from the base's ``runs.csv`` only runs what
+    the extension adds (for example one more method)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    base = path.parent
+    if isinstance(data, dict) and "extends" in data:
+        parent_path = base / str(data["extends"])
+        parent = _read_yaml(parent_path)
+        if not isinstance(parent, dict):
+            raise _err(str(parent_path), "the top level must be a mapping")
+        if "extends" in parent:
+            raise _err(str(path), f"extends {data['extends']!r}, which itself extends another protocol (one level only)")
+        merged = dict(parent)
+        for key, value in data.items():
+            if key == "extends":
+                continue
+            if key in _MERGED_KEYS and isinstance(value, dict) and isinstance(parent.get(key), dict):
+                merged[key] = {**parent[key], **value}
+            else:
+                merged[key] = value
+        if parent_path.parent.resolve() != base.resolve():
+            # clip paths of the base stay relative to the base's folder
+            def rebased(cpath):
+                if not isinstance(cpath, str) or cpath.startswith(("sample:", "$", "/")):
+                    return cpath
+                return str((parent_path.parent / cpath).resolve())
+
+            for name, clip in (parent.get("clips") or {}).items():
+                if merged["clips"].get(name) is clip:
+                    merged["clips"][name] = {**clip, "path": rebased(clip.get("path"))} if isinstance(clip, dict) else rebased(clip)
+        data = merged
+    return parse_protocol(data, source=str(path), base=base, quick=quick)
 
 
 # ------------------------------------------------------------------------------ data

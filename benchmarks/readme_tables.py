@@ -1,7 +1,7 @@
 """Insert `vidrestore bench` results into README.md between markers; nothing is typed by hand.
 
-    python benchmarks/readme_tables.py --run quick=benchmarks/results/bench_quick \
-        [--run main=benchmarks/results/bench_main] [--readme README.md] [--check] \
+    python benchmarks/readme_tables.py [--readme README.md] [--check]    # the project's runs
+    python benchmarks/readme_tables.py --run quick=DIR [--run main=DIR] \
         [--run v2=DIR --protocol-for v2=benchmarks/protocol_prior_v2.yaml --show v2=svi,svi-v2 --pair v2=svi-v2:svi]
 
 Each RUN folder holds what `vidrestore bench` wrote (protocol.yaml copy is not needed: the
@@ -37,6 +37,15 @@ INCLUDES = {
     "lgcvd-digits": "benchmarks/results/lgcvd_table_summary.md",
     "speed": "benchmarks/results/speed.md",
 }
+
+
+#: The project's runs, used when no --run is given (those whose folder exists): name, folder,
+#: protocol, methods shown (None: all) and paired columns.
+PROJECT_RUNS = [
+    ("quick", "benchmarks/results/bench_quick", "benchmarks/protocol.yaml", None, []),
+    ("main", "benchmarks/results/bench_main", "benchmarks/protocol.yaml", None, []),
+    ("v2", "benchmarks/results/bench_prior_v2", "benchmarks/protocol_prior_v2.yaml", ["svi", "svi-v2"], [("svi-v2", "svi")]),
+]
 
 
 def _included(path: Path) -> str:
@@ -140,7 +149,8 @@ def _replace(text: str, name: str, body: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", default="benchmarks/protocol.yaml")
-    ap.add_argument("--run", action="append", required=True, help="NAME=DIR (NAME 'quick' applies the protocol's quick block)")
+    ap.add_argument("--run", action="append", default=[], help="NAME=DIR (NAME 'quick' applies the protocol's quick block); "
+                    "default: the project's runs (PROJECT_RUNS) whose folders exist")
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--protocol-for", action="append", default=[], help="NAME=PROTOCOL: the protocol of run NAME (default --protocol)")
     ap.add_argument("--show", action="append", default=[], help="NAME=M1,M2,...: only these methods in run NAME's table")
@@ -158,12 +168,16 @@ def main(argv=None) -> int:
         return out
 
     protocols, shows, pairs = per_run(a.protocol_for), per_run(a.show), per_run(a.pair)
+    runs = []
     for spec in a.run:
         name, _, folder = spec.partition("=")
-        proto = load_protocol(protocols.get(name, [a.protocol])[-1], quick=name == "quick")
-        show = [m for v in shows.get(name, []) for m in v.split(",")] or None
-        pair = [tuple(v.split(":", 1)) for v in pairs.get(name, [])]
-        table, status = _tables(proto, Path(folder), show, pair)
+        runs.append((name, Path(folder), protocols.get(name, [a.protocol])[-1],
+                     [m for v in shows.get(name, []) for m in v.split(",")] or None, [tuple(v.split(":", 1)) for v in pairs.get(name, [])]))
+    if not a.run:
+        runs = [(n, ROOT / d, ROOT / p, show, pair) for n, d, p, show, pair in PROJECT_RUNS if (ROOT / d / "tuned.json").exists()]
+    for name, folder, protocol, show, pair in runs:
+        proto = load_protocol(protocol, quick=name == "quick")
+        table, status = _tables(proto, folder, show, pair)
         new = _replace(new, f"{name}:table", table)
         new = _replace(new, f"{name}:status", status)
     for name, rel in INCLUDES.items():

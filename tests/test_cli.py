@@ -107,6 +107,7 @@ def _nan_clip(tmp_path):
         (["degrade", "{src}", "--op", "id", "--sigma-y", "-1"], "sigma"),
         (["restore", "{src}", "--op", "id", "-m", "magic"], "unknown method"),
         (["restore", "{src}"], "no operator"),
+        (["restore", "{src}", "--op", "id", "-m", "svi", "--t-start", "late"], "--t-start"),
         (["eval", "{src}", "{missing}"], "missing.mp4"),
     ],
 )

@@ -717,3 +717,54 @@ def test_flow_transported_noise_follows_the_motion():
     a = restore_video(y, op, method="svi", options={"steps": 3, "noise_flow": True}, quiet=True)
     b = restore_video(y, op, method="svi", options={"steps": 3, "noise_flow": True}, quiet=True)
     assert torch.equal(a, b) and float((op.A(a) - y).abs().mean()) < 0.02
+
+
+def _smooth_clip(t=4, h=16, w=16):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([torch.stack([0.5 + 0.3 * torch.sin(5 * xx + 3 * yy + 0.3 * k + c) for c in range(3)]) for k in range(t)], 1)[None]
+
+
+class _CountingPrior:
+    def __init__(self, prior):
+        self.prior, self.calls = prior, []
+        self.alphas_cumprod = prior.alphas_cumprod
+
+    def eps_and_x0(self, x, t):
+        self.calls.append(int(t))
+        return self.prior.eps_and_x0(x, t)
+
+
+def test_auto_t_start_follows_the_noise_and_costs_few_calls():
+    from vidrestore.solvers.svi import AUTO_T_CANDIDATES, auto_t_start, initial_estimate
+
+    prior = GaussianPrior(0.0, 0.5, alphas_cumprod(linear_betas()))
+    x = _smooth_clip()
+    op = parse("id")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(to_model(x).shape, generator=g)
+    starts = []
+    for s in (0.02, 0.2, 0.5):
+        y = x + s * torch.randn(x.shape, generator=g)
+        counted = _CountingPrior(prior)
+        starts.append(auto_t_start(counted, op, y, initial_estimate(op, y), s, z))
+        assert len(counted.calls) <= 4  # bisection over the 8 candidates
+        assert starts[-1] in AUTO_T_CANDIDATES
+    # noisier measurements leave more to the prior: a later start (measured 50, 100, 300)
+    assert starts[0] < starts[1] < starts[2]
+    # a huge floor accepts every candidate: the largest one
+    y = x + 0.02 * torch.randn(x.shape, generator=g)
+    assert auto_t_start(prior, op, y, initial_estimate(op, y), 0.02, z, delta=10.0) == max(AUTO_T_CANDIDATES)
+
+
+def test_solve_svi_auto_start_is_deterministic_and_starts_there():
+    prior = GaussianPrior(0.0, 0.5, alphas_cumprod(linear_betas()))
+    x = _smooth_clip()
+    op = parse("tblur:uniform:3:reflect")
+    y = op.A(x) + 0.2 * torch.randn(op.A(x).shape, generator=torch.Generator().manual_seed(1))
+    first = []
+    a = solve_svi(prior, op, y, sigma_y=0.2, t_start="auto", steps=4, seed=3, callback=lambda d: first.append(d["t"]))
+    b = solve_svi(prior, op, y, sigma_y=0.2, t_start="auto", steps=4, seed=3)
+    assert torch.equal(a, b)
+    assert first[0] > 50 and first[-1] == 0 and len(first) == 4
+    with pytest.raises(UserError, match="t_start must be"):
+        solve_svi(prior, op, y, sigma_y=0.2, t_start="late", steps=4)

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import UserError
 from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
-from ..solvers.svi import SVI_DEFAULTS, T_START_NOISELESS, T_START_NOISY
+from ..solvers.svi import AUTO_T_DELTA, SVI_DEFAULTS, T_START_NOISELESS, T_START_NOISY
 from ..tensor import resolve_device
 from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile
 
@@ -190,7 +190,10 @@ class SVIOptions(PriorOptions):
     steps: int = SVI_DEFAULTS["steps"]
     eta: float = SVI_DEFAULTS["eta"]
     cg_steps: int = SVI_DEFAULTS["cg_steps"]
-    t_start: int | None = None
+    #: int, None (the default per noise level) or "auto" (solve_svi's auto_t_start)
+    t_start: int | str | None = None
+    #: delta of the "auto" start (pixel units)
+    auto_delta: float = AUTO_T_DELTA
     init: str = SVI_DEFAULTS["init"]
     gamma: float = SVI_DEFAULTS["gamma"]
     gamma_schedule: str = SVI_DEFAULTS["gamma_schedule"]
@@ -397,7 +400,7 @@ def _diffusion(kind: str):
             kw["zeta"] = o.zeta
         else:
             fn = functools.partial(solve_svi if kind == "svi" else solve_dds, prior)
-            kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule, data_step=o.data_step)
+            kw.update(eta=o.eta, cg_steps=o.cg_steps, t_start=o.t_start, auto_delta=o.auto_delta, init=o.init, gamma=o.gamma, gamma_schedule=o.gamma_schedule, data_step=o.data_step)
             if o.sampler != "ddim":
                 kw["sampler"] = o.sampler
             if kind == "svi" and o.noise_share is not None:

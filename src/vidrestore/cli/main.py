@@ -197,7 +197,7 @@ def _select(start, frames, crop, resize, key):
 _METHOD_FLAGS = [
     (click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations (cg: 50, admm-tv: 40)."), "iters"),
     (click.option("--lam", type=FiniteFloat(min=0), default=None, help="Regulariser weight (cg: Tikhonov; admm-tv: TV)."), "lam"),
-    (click.option("--prior", default=None, help="Diffusion methods: a bundled prior (default, v2), a folder, or a checkpoint file."), "prior"),
+    (click.option("--prior", default=None, help="Diffusion methods: a bundled prior (v2, the default; default, the first bundled prior), a folder, or a checkpoint file."), "prior"),
     (click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200."), "steps"),
     (click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share)."), "eta"),
     (click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step."), "cg_steps"),
@@ -380,7 +380,7 @@ def demo(out_dir, clip, op, frames, resize, crop, methods, sigma_y, seed, device
 
 
 @cli.command(name="sample-prior")
-@click.option("--prior", default="default", help="default or v2 (bundled), a vidrestore folder, a diffusers folder or an ADM .pt (with --preset).")
+@click.option("--prior", default="v2", help="v2 or default (bundled), a vidrestore folder, a diffusers folder or an ADM .pt (with --preset).")
 @click.option("--preset", default=None, help="ADM preset for a guided-diffusion .pt file.")
 @click.option("-n", "num", type=click.IntRange(min=1), default=8, help="Number of samples.")
 @click.option("-o", "--output", "out", required=True, help="Grid PNG.")

@@ -164,13 +164,16 @@ class DenoiserOptions(WindowedOptions):
 
 @dataclass(frozen=True)
 class PriorOptions(WindowedOptions):
-    """Methods with the diffusion prior: which prior (``default``, a folder or a checkpoint),
+    """Methods with the diffusion prior: which prior (a bundled name, ``v2`` by default, or
+    ``default`` for the first bundled prior; a folder or a checkpoint),
     the dtype of its weights (``fp32``, ``bf16``, ``fp16``; ``None``/``auto``: bf16 on CPUs with
     native bfloat16, else fp32) and the engine of its forward passes (``eager``, ``openvino``;
     ``None``/``auto``: OpenVINO on the CPU when installed; :mod:`vidrestore.priors.engine`)."""
 
     window: int | None = 16
-    prior: str = "default"
+    #: The bundled prior v2: on the tune split of the evaluation protocol SVI with it was
+    #: +0.36 +- 0.12 dB over the first bundled prior (benchmarks/results/svi_prior_v2_tune9.md).
+    prior: str = "v2"
     precision: str | None = None
     engine: str | None = None
     #: Spatial tiles of the prior's network calls (:mod:`vidrestore.tiling`): ``"auto"`` tiles

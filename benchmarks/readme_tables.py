@@ -26,7 +26,7 @@ import re
 import sys
 from pathlib import Path
 
-from vidrestore.workflows.bench import _pm, _size_text, load_protocol, mean_ci, task_results, verdict
+from vidrestore.workflows.bench import _pm, _size_text, load_protocol, paired_diff, task_results, verdict
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +53,6 @@ def _included(path: Path) -> str:
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     return "\n".join(lines).strip() + "\n"
-
-
-def _paired(a_rows: list[dict], b_rows: list[dict]) -> tuple[float, float] | None:
-    """Mean and 95 % interval over clips of the paired PSNR difference a - b (same clip and seed)."""
-    ref = {(r["clip"], str(r["seed"])): float(r["psnr"]) for r in b_rows}
-    diffs: dict[str, list[float]] = {}
-    for r in a_rows:
-        k = (r["clip"], str(r["seed"]))
-        if k in ref:
-            diffs.setdefault(r["clip"], []).append(float(r["psnr"]) - ref[k])
-    if not diffs:
-        return None
-    return mean_ci([sum(v) / len(v) for v in diffs.values()])
 
 
 def _tables(protocol, run_dir: Path, show: list[str] | None = None, pairs: list[tuple[str, str]] = ()) -> tuple[str, str]:
@@ -120,7 +107,7 @@ def _tables(protocol, run_dir: Path, show: list[str] | None = None, pairs: list[
                     cells.append("–")
             for a, b in pairs:
                 sa, sb = r["methods"].get(a), r["methods"].get(b)
-                d = _paired(sa["rows"], sb["rows"]) if sa and sb else None
+                d = paired_diff(sa["rows"], sb["rows"]) if sa and sb else None
                 cells.append(f"{_pm(*d)} ({verdict(*d)})" if d else "–")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")

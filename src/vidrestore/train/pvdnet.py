@@ -49,7 +49,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -81,6 +81,11 @@ def cosine_restarts_lr(step: int, total: int, lr: float, eta_min: float, cycles:
     k = int(np.searchsorted(bounds, step, side="right") - 1)
     k = min(max(k, 0), len(cycles) - 1)
     frac = (step - bounds[k]) / max(bounds[k + 1] - bounds[k], 1e-9)
+    return _cosine(frac, lr, eta_min)
+
+
+def _cosine(frac: float, lr: float, eta_min: float) -> float:
+    """Half a cosine from ``lr`` (``frac = 0``) down to ``eta_min`` (``frac >= 1``)."""
     return eta_min + 0.5 * (lr - eta_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
@@ -89,8 +94,7 @@ def warmup_cosine_lr(step: int, total: int, lr: float, eta_min: float, warmup: i
     step / warmup``), then one cosine from ``lr`` down to ``eta_min`` at step ``total``."""
     if step < warmup:
         return lr * step / warmup
-    frac = (step - warmup) / max(total - warmup, 1)
-    return eta_min + 0.5 * (lr - eta_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
+    return _cosine((step - warmup) / max(total - warmup, 1), lr, eta_min)
 
 
 #: Blur strength at the start of a curriculum (:func:`curriculum_strength`).
@@ -424,7 +428,6 @@ class _Run:
         """Restore the checkpoint (with ``resume``), then record the config of this run."""
         if resume and has_checkpoint(self.ckpt_dir):
             st = load_checkpoint(self.ckpt_dir, net, opt, expect=self.expect)
-            _add_new_defaults(self.out / TRAIN_CONFIG, self.cfg)
             check_resume_config(self.out / TRAIN_CONFIG, self.cfg)
             self.start, self.history, self.seconds = int(st["step"]), st.get("history", []), float(st.get("seconds", 0.0))
             trim_log(self.log_path, self.start)
@@ -478,24 +481,6 @@ class _Run:
                 self.say(f"stopped at step {step} (max_seconds); resume to continue")
                 break
         bar.close()
-
-
-def _add_new_defaults(path: Path, cfg: Any) -> None:
-    """Complete the nested configs (``blur``) of a saved ``train_config.json`` written before
-    some of their fields existed with those fields' defaults (the values such a run used), so
-    that :func:`~vidrestore.train.run.check_resume_config` compares like with like."""
-    if not path.is_file():
-        return
-    saved = json.loads(path.read_text())
-    missing = False
-    for f in fields(cfg):
-        value, old = getattr(cfg, f.name), saved.get(f.name)
-        if is_dataclass(value) and isinstance(old, dict):
-            for key, default in config_record(type(value)()).items():
-                if key not in old:
-                    old[key], missing = default, True
-    if missing:
-        atomic_json(path, saved)
 
 
 # --------------------------------------------------------------------------- phase 1

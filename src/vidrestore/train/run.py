@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -63,6 +63,8 @@ def check_resume_config(path: Path, cfg: Any, may_change: Iterable[str] = ("step
     Compares every field of the dataclass ``cfg`` with the same key of the saved
     ``train_config.json`` at ``path``; fields in ``may_change`` and keys the saved file does not
     have (runs written before the field existed) are not compared, and a missing file passes.
+    Inside a nested dataclass field (such as a data config), a key the saved file lacks is
+    read as that field's default, the value such an older run used.
 
     Raises:
         UserError: (a ``ValueError``) naming each differing field with both values.
@@ -72,6 +74,10 @@ def check_resume_config(path: Path, cfg: Any, may_change: Iterable[str] = ("step
         return
     saved = json.loads(path.read_text())
     new = config_record(cfg)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value) and isinstance(saved.get(f.name), dict):
+            saved[f.name] = {**config_record(type(value)()), **saved[f.name]}
     skip = set(may_change)
     diff = [f"{f.name} {saved[f.name]!r} -> {new[f.name]!r}" for f in fields(cfg)
             if f.name not in skip and f.name in saved and saved[f.name] != new[f.name]]

@@ -751,16 +751,23 @@ def task_results(protocol: Protocol, rows: list[dict], size_text: str, task: str
     if cands:
         best = max(cands)[1]
         out["best_classical"] = best
-        ref = {(r["clip"], str(r["seed"])): float(r["psnr"]) for r in out["methods"][best]["rows"]}
         for name, st in out["methods"].items():
-            diffs: dict[str, list[float]] = {}
-            for r in st["rows"]:
-                k = (r["clip"], str(r["seed"]))
-                if k in ref:
-                    diffs.setdefault(r["clip"], []).append(float(r["psnr"]) - ref[k])
-            if diffs and name != best:
-                st["diff"] = mean_ci([_mean(v) for v in diffs.values()])
+            d = paired_diff(st["rows"], out["methods"][best]["rows"])
+            if d is not None and name != best:
+                st["diff"] = d
     return out
+
+
+def paired_diff(rows: list[dict], ref_rows: list[dict], col: str = "psnr") -> tuple[float, float] | None:
+    """Mean and 95 % half-width over clips of the paired difference ``rows - ref_rows`` in
+    ``col`` (pairs: same clip and seed; seeds averaged within a clip); None without pairs."""
+    ref = {(r["clip"], str(r["seed"])): float(r[col]) for r in ref_rows}
+    diffs: dict[str, list[float]] = {}
+    for r in rows:
+        k = (r["clip"], str(r["seed"]))
+        if k in ref:
+            diffs.setdefault(r["clip"], []).append(float(r[col]) - ref[k])
+    return mean_ci([_mean(v) for v in diffs.values()]) if diffs else None
 
 
 def summarize(protocol: Protocol, rows: list[dict], tuned: dict, *, gt_warp: dict | None = None) -> str:

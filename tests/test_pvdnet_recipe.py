@@ -316,3 +316,28 @@ def test_run_from_before_the_new_blur_fields_resumes(tmp_path):
     assert json.loads((tmp_path / "r" / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
     with pytest.raises(UserError, match="blur"):
         train_pvdnet(None, tmp_path / "r", replace(cfg, steps=3, blur=BlurSynthConfig(families=("drift",))), resume=True, **kw)
+
+
+def test_grow_pvdnet_cnn_starts_as_the_smaller_network_and_rejects_other_widths():
+    from vidrestore.nets.pvdnet import PVDNET_PRESETS, PVDNet
+    from vidrestore.train.pvdnet import grow_pvdnet_cnn
+    from vidrestore.errors import UserError
+
+    torch.manual_seed(0)
+    small = PVDNet(**{**PVDNET_PRESETS["small"], "num_blocks": 2})
+    for p in small.parameters():  # non-trivial weights, so the identity claim is tested on real values
+        p.data.normal_(0, 0.05)
+    big = PVDNet(**{**PVDNET_PRESETS["small"], "num_blocks": 5})
+    grow_pvdnet_cnn(big, small)
+    g = torch.Generator().manual_seed(1)
+    vol, cur, prev, nxt = (torch.rand(2, c, 32, 32, generator=g) for c in (25, 3, 3, 3))
+    with torch.no_grad():
+        a, b = small(vol, cur, prev, nxt), big(vol, cur, prev, nxt)
+    assert a.abs().mean() > 1e-3
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    # the new blocks learn: their first conv keeps its random init
+    assert big.rbs[4].body[0].weight.abs().sum() > 0 and big.rbs[4].body[2].weight.abs().sum() == 0
+    with pytest.raises(UserError, match="fewer residual blocks"):
+        grow_pvdnet_cnn(PVDNet(**PVDNET_PRESETS["medium"]), small)
+    with pytest.raises(UserError):
+        grow_pvdnet_cnn(small, big)

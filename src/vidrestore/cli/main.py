@@ -591,7 +591,7 @@ def train_bimnet_cmd(data, out_dir, threads, device, workers, max_minutes, resum
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="--schedule warmup-cosine: linear warm-up from 0 over N steps.")
 @click.option("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
 @click.option("--zero-init", "zero_init_residual", is_flag=True, help="Start the last conv at zero (identity start) instead of Xavier.")
-@click.option("--init", "init", default=None, help="Start the CNN from this PVDNet weight folder (fine-tuning; same --preset).")
+@click.option("--init", "init", default=None, help="Start the CNN from this PVDNet weight folder (fine-tuning; same --preset, or the same widths with fewer residual blocks, e.g. medium into medium-res4: the extra blocks start as identities).")
 @click.option("--margin", type=click.IntRange(min=0), default=0,
               help="Render clips MARGIN pixels larger on every side and take the loss on the central --size square only (even).")
 @click.option("--no-next-prob", type=click.FloatRange(0, 1), default=0.0,

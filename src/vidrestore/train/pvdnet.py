@@ -68,7 +68,7 @@ from ..nets.liteflownet import backwarp
 from ..nets.pvdnet import pixel_volume
 
 __all__ = ["BIMNetTrainConfig", "PVDNetTrainConfig", "bim_loss", "pvdnet_clip_steps", "cosine_restarts_lr", "warmup_cosine_lr",
-           "curriculum_strength", "interior_mse", "train_bimnet", "train_pvdnet", "export_pvdnet"]
+           "curriculum_strength", "interior_mse", "grow_pvdnet_cnn", "train_bimnet", "train_pvdnet", "export_pvdnet"]
 
 PAIRINGS = ("bb", "bs", "sb", "ss")
 #: Relative lengths of the paper's cosine-annealing cycles (50k, 100k, 150k, 150k, 150k of 600k).
@@ -278,7 +278,9 @@ class PVDNetTrainConfig:
             ``"dis"`` (OpenCV DIS on the blurry frames), ``"gt"`` (the exact synthetic flow)
             or ``"zero"`` (no motion compensation, an ablation).
         init: optional PVDNet weight folder (e.g. a model trained with another flow source)
-            whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s.
+            whose deblurring CNN starts this run (fine-tuning); its config must be ``preset``'s,
+            or differ only by fewer residual blocks (e.g. ``medium`` into ``medium-res4``:
+            :func:`grow_pvdnet_cnn` starts the extra blocks as identities).
             ``zero_init_residual`` is then ignored. The BIMNet still comes from ``bimnet``.
         schedule: ``"restarts"`` (the paper's cosine restarts) or ``"warmup-cosine"``
             (:func:`warmup_cosine_lr`: ``warmup_steps`` of linear warm-up from 0, then one
@@ -582,6 +584,32 @@ def _frozen_bimnet(bimnet: Any, flow_source: str) -> LiteFlowNet:
     return flow_net
 
 
+def grow_pvdnet_cnn(dst: nn.Module, src: nn.Module, *, where: str = "init", preset: str = "") -> nn.Module:
+    """Copy the PVDNet CNN ``src`` into ``dst`` in place; ``dst`` may have more residual blocks
+    at 1/4 resolution (``num_blocks``) with otherwise equal widths.
+
+    The extra blocks are appended after ``src``'s and start as exact identities: each block is
+    ``x + relu(conv2(relu(conv1(x))))``, so zeroing ``conv2``'s weight and bias makes it return
+    ``x``. The grown network therefore computes exactly what ``src`` does at step 0, and training
+    can only start from the smaller model's quality (function-preserving growth, as in Net2Net,
+    Chen et al. 2016). Raises :class:`UserError` when the configs differ in anything else.
+    """
+    a, b = dict(src.config), dict(dst.config)
+    na, nb = a.pop("num_blocks"), b.pop("num_blocks")
+    if a != b or na > nb:
+        raise UserError(f"{where} is not a PVDNet weight folder with the {preset!r} preset's config "
+                        f"(or the same widths with fewer residual blocks)")
+    state = {k: v.float() for k, v in src.state_dict().items()}
+    own = dst.state_dict()
+    for k, v in own.items():
+        if k not in state:
+            if not k.startswith("rbs."):
+                raise UserError(f"{where}: weight {k} missing")
+            state[k] = torch.zeros_like(v) if k.split(".")[-2] == "2" else v
+    dst.load_state_dict(state)
+    return dst
+
+
 def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PVDNetTrainConfig, *, resume: bool = False,
                  num_threads: int | None = None, progress: bool = True, dataset: Any = None, device: str | torch.device = "cpu",
                  workers: int = 0, max_seconds: float | None = None) -> PVDNetDeblur:
@@ -619,9 +647,9 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
     card = {}
     if cfg.init is not None:
         src = from_pretrained(cfg.init)
-        if not isinstance(src, PVDNetDeblur) or src.pvdnet.config != model.pvdnet.config:
-            raise UserError(f"--init {cfg.init} is not a PVDNet weight folder with the {cfg.preset!r} preset's config")
-        model.pvdnet.load_state_dict({k: v.float() for k, v in src.pvdnet.state_dict().items()})
+        if not isinstance(src, PVDNetDeblur):
+            raise UserError(f"--init {cfg.init} is not a PVDNet weight folder")
+        grow_pvdnet_cnn(model.pvdnet, src.pvdnet, where=f"--init {cfg.init}", preset=cfg.preset)
         card = {"init": str(cfg.init), "init_trained_steps": getattr(src, "pretrained_config", {}).get("trained_steps")}
     elif cfg.zero_init_residual:
         nn.init.zeros_(model.pvdnet.end.weight)

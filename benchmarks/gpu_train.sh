@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training runs made on a lent GPU machine (one H100, 16 CPU cores), recorded for the model cards.
+# Training runs made on a GPU machine (one NVIDIA H100 GPU, 16 CPU cores), recorded for the model cards.
 # Usage (from the repository root):  bash benchmarks/gpu_train.sh PHASE RESULT_DIR PHOTO_DIR...
 #   phase 1: LGC-VD two-stage + one-stage ablation (integer-motion digits), BIMNet (medium),
 #            PVDNet (medium) with DIS flow; all four at once, 7.5 min of wall time each.

@@ -1,6 +1,7 @@
 """LGC-VD on held-out moving digits: prediction, interpolation and unconditional samples.
 
-Protocol (modelled on the paper's, scaled to a CPU; see shared/research/lgcvd.md §6):
+Protocol (modelled on the evaluation of Yang et al., IJCAI 2023, and of their released code
+``exisas/LGC-VD``, scaled to a CPU):
 
 * Test set: ``--videos`` moving-digit videos of the *test* split (unseen glyphs), seed 0, 32x32.
 * Prediction: 2 context frames -> 12 predicted frames (two autoregressive clips of 6), ``--samples``
@@ -111,7 +112,7 @@ def training_cost(model_dir: Path) -> str:
     log = run / "log.jsonl"
     cfg = json.loads((model_dir / "config.json").read_text())
     where = "GPU-min (one H100)" if cfg.get("device") == "cuda" else "CPU-min (1 thread, shared 2-core machine)"
-    if "train_seconds" in cfg:  # recorded in the weight folder since session 6
+    if "train_seconds" in cfg:  # recorded in newer weight folders; older ones: from log.jsonl below
         steps = cfg.get("steps", "?")
         updates = f" ({2 * steps} optimiser updates)" if isinstance(steps, int) else ""  # two per iteration, both models
         return f"{steps} iterations{updates}, {cfg['train_seconds'] / 60:.1f} {where}"

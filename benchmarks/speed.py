@@ -323,7 +323,7 @@ def _markdown(result: dict) -> str:
              f"{result['precision_auto']}, engine auto = {result['engine_auto']}.", "",
              "```", f"python benchmarks/speed.py --data $DATA --threads {result['threads']} --parts {result['parts']}", "```", ""]
     if result.get("engines"):
-        lines += ["## One forward pass per path", "",
+        lines += ["### One forward pass per path", "",
                   "| network | path | ms | × eager fp32 | rel. RMS diff | setup s |", "|---|---|---:|---:|---:|---:|"]
         for r in result["engines"]:
             if r.get("ms") is None:
@@ -333,14 +333,14 @@ def _markdown(result: dict) -> str:
         lines.append("")
     if result.get("svi"):
         s = result["svi"]
-        lines += ["## `restore -m svi` with its defaults, 16 frames at 128x128", "",
+        lines += ["### `restore -m svi` with its defaults, 16 frames at 128x128", "",
                   f"Clip vtest, op `{s['op']}`, {s['nfe']} network calls of {s['frames_per_call']:.0f} frames; one batched fp32 "
                   f"eager forward {s['fp32_forward_s']:.3f} s, so NFE x forward = {s['nfe_x_forward_s']:.1f} s.", "",
                   "| path | seconds | × (NFE x fp32 forward) | PSNR dB |", "|---|---:|---:|---:|",
                   f"| default (precision {s['precision_auto']}, engine {s['engine_auto']}) | {s['svi_auto_s']:.1f} | {s['ratio_auto']:.2f} | {s['psnr_auto']:.2f} |",
                   f"| `--precision fp32 --engine eager` | {s['svi_fp32_eager_s']:.1f} | {s['ratio_fp32_eager']:.2f} | {s['psnr_fp32_eager']:.2f} |", ""]
     if result.get("methods"):
-        lines += ["## Seconds per frame", "", "| method | path | " + " | ".join(result["sizes"]) + " |",
+        lines += ["### Seconds per frame", "", "| method | path | " + " | ".join(result["sizes"]) + " |",
                   "|---|---|" + "---:|" * len(result["sizes"])]
         keys = []
         for r in result["methods"]:

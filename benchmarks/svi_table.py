@@ -22,9 +22,10 @@ lengths (``--memory-size`` pixels, ``--memory-steps`` steps: peak memory does no
 step count) and records peak RSS, which should stay flat.
 
 Writes ``svi_table.{md,csv}``, ``svi_ablation.{md,csv}``, ``svi_memory.{md,csv}`` and
-``svi_table.png`` (if matplotlib is installed) under ``--out``. Paper numbers (from a secondary
-source, see ``shared/research/svi.md`` §6) are printed next to ours where known; the paper uses
-an ImageNet-256 ADM prior at 256x256 on a GPU, we use the small bundled prior at ``size`` on CPU.
+``svi_table.png`` (if matplotlib is installed) under ``--out``. Paper numbers (Kwon & Ye, ICLR
+2025, from a secondary source: the OpenReview reviews) are printed next to ours where known;
+the paper uses an ImageNet-256 ADM prior at 256x256 on a GPU, we use the small bundled prior at
+``size`` on CPU.
 """
 
 from __future__ import annotations

@@ -209,11 +209,11 @@ _METHOD_FLAGS = [
     (click.option("--sampler", type=click.Choice(["ddim", "dpm++2m"]), default=None, help="svi/dds: update between diffusion steps: ddim (DDS renoising, the paper's) or dpm++2m (second-order multistep DPM-Solver++, same number of network calls)."), "sampler"),
     (click.option("--data-step", type=click.Choice(["cg", "exact", "auto", "gd"]), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: solver of the proximal data step: cg (--cg-steps iterations), exact (closed form in the operator's eigenbasis; error if the operator has none), auto (exact where available, else cg), gd (steepest descent)."), "data_step"),
     (click.option("--noise-share", type=click.FloatRange(0, 1), default=None, help="svi: noise correlation between frames, sqrt(r) shared + sqrt(1-r) per frame (1 = identical noise, the default)."), "noise_share"),
-    (click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (diffusion: 16; cg/admm-tv: whole clip)."), "window"),
+    (click.option("--window", type=click.IntRange(min=1), default=None, help="Frames per temporal window (svi/dds/dps: 16; diffir2vr: 30; cg/admm-tv/baselines: 16, widened when the operator's temporal support needs it)."), "window"),
     (click.option("--overlap", type=click.IntRange(min=0), default=None, help="Frames shared by consecutive windows (4)."), "overlap"),
-    (click.option("--weights", default=None, help="pvdnet: weight folder, bundled model name (pvdnet-small, pvdnet-medium; default: the shipped default, see README) or an official release file (PVDNet_DVD.pytorch, PVDNet_nah.pytorch, PVDNet_large_nah.pytorch)."), "weights"),
-    (click.option("--bimnet", default=None, help="pvdnet: flow network replacing the model's BIMNet: the official BIMNet.pytorch or a BIMNet weight folder (the flow then defaults to bimnet)."), "bimnet"),
-    (click.option("--flow", type=click.Choice(["auto", "bimnet", "bimnet-pyramid", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume: auto (BIMNet near its training size, DIS on larger frames), bimnet, bimnet-pyramid (BIMNet on a downscaled copy), dis or zero (default: auto for the bundled models; bimnet for official files or with --bimnet; else the weights' own)."), "flow"),
+    (click.option("--weights", default=None, help="pvdnet: weight folder, bundled model name (pvdnet-small, pvdnet-medium; default: pvdnet-medium) or an official release file (PVDNet_DVD.pytorch, PVDNet_nah.pytorch, PVDNet_large_nah.pytorch)."), "weights"),
+    (click.option("--bimnet", default=None, help="pvdnet: flow network replacing the model's BIMNet: the official BIMNet.pytorch or a BIMNet weight folder (the default flow is then bimnet with an official --weights file, auto by frame size with a weight folder)."), "bimnet"),
+    (click.option("--flow", type=click.Choice(["auto", "bimnet", "bimnet-pyramid", "dis", "zero"]), default=None, help="pvdnet: flow for the pixel volume: auto (BIMNet near its training size, DIS on larger frames), bimnet, bimnet-pyramid (BIMNet on a downscaled copy), dis or zero (default: auto for pvdnet-medium, dis for pvdnet-small; bimnet for official files; else the weights' own, a stored bimnet meaning auto)."), "flow"),
     (click.option("--no-guard", "guard", is_flag=True, flag_value=False, default=None, help="pvdnet: return the network's output as it is, without the do-no-harm steps (colour gain, flow check, re-blur check)."), "guard"),
     (click.option("--base", type=click.Choice(["dds", "dps"]), default=None, help="diffir2vr: per-frame base restorer (dds)."), "base"),
     (click.option("--paper", is_flag=True, default=None, help="diffir2vr: the paper's released wrapper settings (batch 10, warp the first 10%% of the steps, nearest) instead of ours."), "paper"),
@@ -538,7 +538,7 @@ def _blur_run_options(threads, device, workers, max_minutes, resume) -> dict:
 @click.option("--rotate", is_flag=True, help="Random 90-degree rotations of the crops (with the flips: all 8 symmetries).")
 @click.option("--holdout-file", default=None, help="File of further file names never trained on, one per line (e.g. src/vidrestore/data/prior_holdout_v2.txt).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="Linear learning-rate warm-up over the first N steps (use with --init-from).")
-@click.option("--init-from", default=None, help="Warm start a fresh run from a prior folder ('default': the bundled prior; or another run's prior/).")
+@click.option("--init-from", default=None, help="Warm start a fresh run from a prior folder ('default' or 'v2': a bundled prior; or another run's prior/).")
 def train_prior_cmd(data, out_dir, threads, resume, extra_sizes, holdout_file, **hyper):
     """Train the image diffusion prior (eps-prediction ADM UNet, linear schedule) with EMA."""
     from ..train.prior import PriorTrainConfig, train_prior

@@ -57,7 +57,7 @@ __all__ = ["BASES", "PAPER_SETTINGS", "DiffIR2VRConfig", "frame_batches", "merge
 BASES: dict[str, Callable[..., torch.Tensor]] = {"dds": solve_dds, "dps": solve_dps, "svi": solve_svi}
 
 
-#: Where the released code's settings differ from our defaults (research brief §1).
+#: Where the settings of the authors' released DiffIR2VR-Zero code differ from our defaults.
 PAPER_SETTINGS: dict = {"batch_size": 10, "warp_period": (0.0, 0.1), "warp_mode": "nearest", "warp_strength": 1.0}
 
 
@@ -65,7 +65,7 @@ PAPER_SETTINGS: dict = {"batch_size": 10, "warp_period": (0.0, 0.1), "warp_mode"
 class DiffIR2VRConfig:
     """Settings of the wrapper.
 
-    Defaults are the released code's (research brief §3) except batch 5 (released 10), warping
+    Defaults are those of the authors' released DiffIR2VR-Zero code except batch 5 (released 10), warping
     in the second half of the steps (released: first 10 %) and bilinear warping (released:
     nearest), which make the wrapper effective around our DDS base (README, DiffIR2VR section);
     :meth:`paper` gives the released settings.

@@ -3,10 +3,11 @@
 FVD is the Fréchet distance between Gaussians fitted to I3D features of real and generated
 videos. vidrestore ships no I3D weights and downloads nothing: :func:`i3d_features` takes the
 TorchScript I3D detector that LGC-VD's evaluation uses (stylegan-v's ``i3d_torchscript.pt``,
-which the user must provide). The preprocessing follows ``shared/research/lgcvd.md`` §6.3:
-bilinear resize so the short side is 224, centre crop 224x224, values in ``[-1, 1]``. That
-detector's call signature (``rescale``/``resize``/``return_features`` keywords) is taken from
-the stylegan-v code as described there and is UNVERIFIED here (no weights on this machine).
+which the user must provide). The preprocessing follows the FVD evaluation of the released
+LGC-VD code (``exisas/LGC-VD``; Yang et al., IJCAI 2023): bilinear resize so the short side is
+224, centre crop 224x224, values in ``[-1, 1]``. That detector's call signature
+(``rescale``/``resize``/``return_features`` keywords) is taken from the stylegan-v code and is
+UNVERIFIED here (the detector's weights are not bundled).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """LGC-VD: a channel-stacked 2-D UNet with local and global context.
 
 Yang, Zhang, Liu, Jiang, He, "Video Diffusion Models with Local-Global Context Guidance",
-IJCAI 2023 (arXiv 2306.02562). Written from the paper and the description of the released code
-(``exisas/LGC-VD`` @ 69e5fd7) in ``shared/research/lgcvd.md``; no code was copied.
+IJCAI 2023 (arXiv 2306.02562). Written from the paper and the authors' released code
+(``exisas/LGC-VD`` @ 69e5fd7); no code was copied.
 
 * A clip of ``F`` frames (8 in the paper) is stacked along the channel axis: the denoiser is a
   plain 2-D UNet (residual blocks + self-attention, no 3-D convolution, no temporal attention)

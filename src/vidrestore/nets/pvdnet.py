@@ -2,7 +2,7 @@
 
 Son, Lee, Lee, Cho & Lee, "Recurrent Video Deblurring with Blur-Invariant Motion
 Estimation and Pixel Volumes", ACM TOG 40(5), 2021 (arXiv 2108.09982). Written from the
-paper and the published layer description (see ``shared/research/pvdnet.md``).
+paper and the layer definitions of the authors' released code (``codeslake/PVDNet``).
 
 Per frame ``t`` (:meth:`PVDNetDeblur.step`):
 

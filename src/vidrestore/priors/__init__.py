@@ -4,9 +4,12 @@
 :class:`~vidrestore.diffusion.denoisers.DiscreteDiffusionDenoiser` that follows the denoiser
 protocol of :mod:`vidrestore.diffusion` (``eps_and_x0(x_t, t)``, ``alphas_cumprod``):
 
-``"default"``
-    The small prior that ships inside the package (``vidrestore/weights/prior-default``), an
-    ε-prediction ADM UNet trained on freely licensed photos and video frames; no network access.
+``"default"`` and ``"v2"``
+    The two small priors that ship inside the package (``vidrestore/weights/prior-default``,
+    ``vidrestore/weights/prior-v2``), ε-prediction ADM UNets trained on freely licensed photos
+    and video frames; no network access. ``"default"`` is the first one and the default of
+    :func:`load_prior`; ``"v2"``, trained further from it, is the default of the restoration
+    methods.
 A vidrestore weight folder
     ``config.json`` + ``model.safetensors`` written by
     :func:`vidrestore.checkpoint.save_pretrained` (or a single ``.safetensors`` file with the

@@ -1,4 +1,4 @@
-""":func:`load_prior`: the bundled prior, vidrestore weight folders, ADM checkpoints and diffusers folders."""
+""":func:`load_prior`: the bundled priors, vidrestore weight folders, ADM checkpoints and diffusers folders."""
 
 from __future__ import annotations
 import os
@@ -14,7 +14,9 @@ from .base import Prior, _COMMON_OPTIONS, _TORCH_SUFFIXES, _abar_from, _check_op
 from .diffusers import _DIFFUSERS_WEIGHTS, _is_diffusers_dir, _load_diffusers
 
 
-#: Name of the bundled prior (``load_prior("default")``).
+#: Name of the first bundled prior, the default of :func:`load_prior` (``load_prior()`` ==
+#: ``load_prior("default")``). Restoration (``restore``, ``demo``, ``sample-prior``) defaults to
+#: ``"v2"`` instead.
 DEFAULT_PRIOR = "default"
 
 
@@ -67,7 +69,8 @@ def load_prior(
 
     Examples::
 
-        prior = load_prior()                                   # the bundled prior
+        prior = load_prior()                                   # the first bundled prior ("default")
+        prior = load_prior("v2")                               # the bundled prior v2, the restoration default
         prior = load_prior("runs/prior/prior")                 # a vidrestore weight folder
         prior = load_prior("256x256_diffusion_uncond.pt", preset="adm-imagenet256-uncond")
         prior = load_prior("ffhq_10m.pt")                      # preset inferred from the shapes
@@ -117,8 +120,8 @@ def load_prior(
                         f"pass the file, e.g. load_prior('path/to/file.pt', preset={spec!r}) (vidrestore never "
                         f"downloads weights)")
     if not path.exists():
-        raise UserError(f"prior not found: {spec} (expected 'default', a vidrestore weight folder, a guided-diffusion "
-                        f".pt file or a diffusers UNet2DModel folder)")
+        raise UserError(f"prior not found: {spec} (expected 'default' or 'v2', a vidrestore weight folder, a "
+                        f"guided-diffusion .pt file or a diffusers UNet2DModel folder)")
     if path.is_dir():
         if _is_diffusers_dir(path):
             return _load_diffusers(path, device, dtype, overrides)

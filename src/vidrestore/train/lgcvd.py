@@ -4,8 +4,8 @@ Diffusion: cosine beta schedule (Nichol & Dhariwal 2021; ``s = 0.008``, betas cl
 as in the official code), ``T = 1000``, **v-prediction** (Salimans & Ho 2022) with an **L1** loss
 averaged over all channels of all frames of the clip (conditioning positions included).
 
-One iteration (``shared/research/lgcvd.md`` §4), on a window of ``F + (F - cond)`` frames (14
-for ``F = 8``):
+One iteration (after the trainer's ``train()`` of the released code, ``exisas/LGC-VD``), on a
+window of ``F + (F - cond)`` frames (14 for ``F = 8``):
 
 1. Draw one task per sample: prediction (positions (0, 1), 45%), unconditional (no condition,
    40%), interpolation (positions (0, F-1), 5%) or "random" (two distinct positions from

@@ -4,10 +4,14 @@ recurrence frame by frame (``vidrestore restore -m pvdnet`` reaches it through
 
 Two trained models ship in ``vidrestore/weights``: ``pvdnet-medium`` (the default, with a
 trained BIMNet) and ``pvdnet-small`` (faster, DIS flow); :func:`load_pvdnet` takes a folder or
-one of these names. A model's ``config.json`` names the flow that feeds the pixel volume by default (``"flow"``): ``"bimnet"`` (the
-network's own LiteFlowNet, as in the paper), ``"dis"`` (OpenCV DIS on the blurry frames) or
-``"zero"`` (no motion compensation, an ablation). The official release files of the paper's
-authors (``--weights PVDNet_DVD.pytorch``) load too (:mod:`.pvdnet_official`).
+one of these names. Flow sources for the pixel volume (:data:`FLOWS`): ``"auto"`` (by frame
+size, :func:`auto_flow`), ``"bimnet"`` (the network's own LiteFlowNet at full size, as in the
+paper), ``"bimnet-pyramid"`` (BIMNet on a copy downscaled to about its training size),
+``"dis"`` (OpenCV DIS on the blurry frames) or ``"zero"`` (no motion compensation, an
+ablation). A model's ``config.json`` names its default (``"flow"``); a stored ``"bimnet"``
+resolves to ``"auto"`` (:func:`pvdnet_flow_fn`), so ``pvdnet-medium`` defaults to ``auto`` and
+``pvdnet-small`` to ``dis``. The official release files of the paper's authors
+(``--weights PVDNet_DVD.pytorch``) load too (:mod:`.pvdnet_official`).
 """
 
 from __future__ import annotations
@@ -78,7 +82,11 @@ def load_pvdnet(weights: str | Path | None = None, device: str | torch.device = 
     or an official release file (``PVDNet_DVD.pytorch``, ...; see :mod:`.pvdnet_official`).
 
     ``bimnet``: an official ``BIMNet.pytorch`` or a BIMNet weight folder whose flow network
-    replaces the model's own; the default flow then becomes ``"bimnet"``.
+    replaces the model's own. The stored default flow then becomes ``"bimnet"``: when
+    ``weights`` is an official release file that is what runs (its BIMNet's training size is
+    unknown, so ``auto`` keeps it); when ``weights`` is a weight folder (bundled or trained
+    with vidrestore) it still resolves through ``"auto"`` (BIMNet up to 7/6 of the model's
+    training crop side, 112 px for ``pvdnet-medium``, DIS above; :func:`pvdnet_flow_fn`).
     """
     from .pvdnet_official import is_state_dict_file, load_bimnet, load_official_pvdnet
 
@@ -106,7 +114,9 @@ def bimnet_train_size(net: PVDNetDeblur) -> int | None:
 
 
 def auto_flow(h: int, w: int, train_size: int | None) -> str:
-    """The flow source ``--flow auto`` picks for ``h x w`` frames (see :data:`AUTO_RULE`).
+    """The flow source ``--flow auto`` picks for ``h x w`` frames: ``"bimnet"`` while the
+    shorter side is at most :data:`AUTO_NATIVE_FACTOR` times ``train_size``, else
+    :data:`AUTO_LARGE`.
 
     Args:
         h, w: frame size in pixels.

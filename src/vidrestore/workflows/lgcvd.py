@@ -1,8 +1,8 @@
 """LGC-VD sampling: clip sampler and long-horizon prediction, interpolation and generation.
 
 Yang et al., "Video Diffusion Models with Local-Global Context Guidance", IJCAI 2023
-(arXiv 2306.02562). Behaviour of the official test loop (``shared/research/lgcvd.md`` §6.1) and
-our deliberate differences:
+(arXiv 2306.02562). Behaviour of the official test loop (the released code ``exisas/LGC-VD``,
+its trainer's ``test()``) and our deliberate differences:
 
 * One clip = ``F`` frames (8) sampled jointly from pure noise with the respaced **ancestral**
   sampler (DDIM with ``eta = 1``, i.e. posterior variance ``beta~``, Song et al. 2021 eq. 16;

@@ -3,7 +3,7 @@
 Usage::
 
     PYTHONPATH=src python benchmarks/pvdnet_flow_epe.py --photos $DATA/photos_v2 \\
-        [--weights pvdnet-medium] [--clips 8] [--frames 4] [--out benchmarks/results]
+        [--weights pvdnet-r4] [--clips 8] [--frames 4] [--out benchmarks/results]
 
 Data: synthetic blurry clips (:class:`vidrestore.data.blur_synth.SyntheticBlurClips`, the
 training generator's default motion, seed ``--seed``) rendered from photos that the shipped
@@ -35,7 +35,7 @@ import torch
 
 from vidrestore.data.blur_synth import SyntheticBlurClips
 from vidrestore.flow import dis_flow, pyramid_flow
-from vidrestore.workflows.deblur import load_pvdnet
+from vidrestore.workflows.deblur import DEFAULT_PVDNET, load_pvdnet
 
 PRIOR_HOLDOUT = Path(__file__).resolve().parents[1] / "src/vidrestore/data/prior_holdout_v2.txt"
 PVDNET_TRAIN_SOURCES = ("lomiri", "skimage")
@@ -114,7 +114,7 @@ def main():
     lines = [
         "# PVDNet flow sources: end-point error by frame size",
         "",
-        f"Weights: `{args.weights or 'pvdnet-medium'}` (its BIMNet was trained on 96x96 crops). Synthetic blurry clips "
+        f"Weights: `{args.weights or DEFAULT_PVDNET.name}` (its BIMNet was trained on 96x96 crops). Synthetic blurry clips "
         f"(generator defaults, seed {args.seed}): {args.clips} clips x {args.frames} frames per size, "
         f"{args.clips * (args.frames - 1)} frame pairs, from {len(files)} photos no shipped PVDNet model was trained on: "
         + ", ".join(f.name for f in files) + ".",

@@ -3,7 +3,7 @@
 Usage::
 
     PYTHONPATH=src python benchmarks/pvdnet_heldout.py [--configs default old] [--windows 6] \\
-        [--avg 5] [--size 256 320] [--weights pvdnet-medium] [--out benchmarks/results]
+        [--avg 5] [--size 256 320] [--weights pvdnet-r4] [--out benchmarks/results]
 
 Data: the ten videos of ``benchmarks/heldout.yaml`` (``scripts/fetch_eval_clips.sh $DATA``), none
 of them trained on or used to choose a default. Each video is cut into non-overlapping segments
@@ -44,7 +44,7 @@ from pvdnet_real_avg import average_windows, psnr, run_config  # noqa: E402
 
 from vidrestore.io import read_video  # noqa: E402
 from vidrestore.workflows.bench import mean_ci  # noqa: E402
-from vidrestore.workflows.deblur import load_pvdnet  # noqa: E402
+from vidrestore.workflows.deblur import DEFAULT_PVDNET, load_pvdnet  # noqa: E402
 
 HELDOUT = Path(__file__).resolve().parent / "heldout.yaml"
 
@@ -70,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["default", "old"])
     ap.add_argument("--videos", nargs="+", default=None, help="Only these videos of heldout.yaml.")
-    ap.add_argument("--weights", default=None, help="PVDNet weights (default: the bundled pvdnet-medium).")
+    ap.add_argument("--weights", default=None, help="PVDNet weights (default: the bundled default model).")
     ap.add_argument("--windows", type=int, default=6, help="Blurry frames per segment.")
     ap.add_argument("--avg", type=int, default=5, help="Sharp frames averaged into one blurry frame.")
     ap.add_argument("--size", type=int, nargs=2, default=(256, 320))
@@ -114,7 +114,7 @@ def main():
         "trained on or used to choose a default); each segment gives "
         f"{args.windows} blurry frames at {args.size[0]}x{args.size[1]}, each the linear-light average of {args.avg} "
         "consecutive frames, ground truth its middle frame. Metric: RGB PSNR over whole frames, no alignment. "
-        f"Weights: `{args.weights or 'pvdnet-medium'}`. `{args.configs[0]}` took {net_seconds / max(frames_done, 1):.2f} s "
+        f"Weights: `{args.weights or DEFAULT_PVDNET.name}`. `{args.configs[0]}` took {net_seconds / max(frames_done, 1):.2f} s "
         "per frame on this machine (2 CPU cores, shared with other work).",
         "",
         "Gain over the blurry input (dB), mean over each video's segments:",

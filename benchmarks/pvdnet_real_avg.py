@@ -47,7 +47,7 @@ from vidrestore.data.blur_synth import GAMMA
 from vidrestore.data.samples import sample_path
 from vidrestore.io import read_video
 from vidrestore.workflows.bench import mean_ci
-from vidrestore.workflows.deblur import deblur_video_pvdnet, load_pvdnet
+from vidrestore.workflows.deblur import DEFAULT_PVDNET, deblur_video_pvdnet, load_pvdnet
 
 PROTOCOL = Path(__file__).resolve().parent / "protocol.yaml"
 
@@ -148,7 +148,7 @@ def main():
         f"Clips: {', '.join(clips)} ({args.split} split of `benchmarks/protocol.yaml`), {args.windows} blurry frames each, "
         f"{args.size[0]}x{args.size[1]}; each blurry frame is the linear-light average of {args.avg} consecutive frames, "
         "the ground truth its middle frame. Metric: RGB PSNR over whole frames, no alignment. "
-        f"Weights: `{args.weights or 'pvdnet-medium'}`.",
+        f"Weights: `{args.weights or DEFAULT_PVDNET.name}`.",
         "",
         "Gain over the blurry input (dB); mean ± 95 % interval over clips (Student t), minimum over clips:",
         "",

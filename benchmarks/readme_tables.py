@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: README blocks filled with a benchmark's own result file (path relative to the repository).
 INCLUDES = {
     "pvdnet-heldout": "benchmarks/results/pvdnet_heldout_avg5.md",
+    "pvdnet-r4-heldout": "benchmarks/results/pvdnet_recipe/heldout_real_new/pvdnet_heldout_avg5.md",
+    "pvdnet-families": "benchmarks/results/pvdnet_recipe/families_holdout.md",
     "lgcvd-digits": "benchmarks/results/lgcvd_table_summary.md",
     "speed": "benchmarks/results/speed.md",
 }

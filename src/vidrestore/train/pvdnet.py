@@ -648,7 +648,7 @@ def train_pvdnet(data: Sequence[str] | None, out_dir: str | os.PathLike, cfg: PV
     if cfg.init is not None:
         src = from_pretrained(cfg.init)
         if not isinstance(src, PVDNetDeblur):
-            raise UserError(f"--init {cfg.init} is not a PVDNet weight folder")
+            raise UserError(f"--init {cfg.init} is not a PVDNet weight folder with the {cfg.preset!r} preset's config")
         grow_pvdnet_cnn(model.pvdnet, src.pvdnet, where=f"--init {cfg.init}", preset=cfg.preset)
         card = {"init": str(cfg.init), "init_trained_steps": getattr(src, "pretrained_config", {}).get("trained_steps")}
     elif cfg.zero_init_residual:

@@ -34,8 +34,8 @@ __all__ = ["BUNDLED_PVDNET", "DEFAULT_PVDNET", "FLOWS", "load_pvdnet", "resolve_
 
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: Bundled PVDNet weight folders, selectable by name (``--weights pvdnet-small``).
-BUNDLED_PVDNET = ("pvdnet-small", "pvdnet-medium")
-DEFAULT_PVDNET = _WEIGHTS / "pvdnet-medium"
+BUNDLED_PVDNET = ("pvdnet-small", "pvdnet-medium", "pvdnet-r4")
+DEFAULT_PVDNET = _WEIGHTS / "pvdnet-r4"
 #: Flow sources for the pixel volume: ``auto`` (by frame size, :func:`auto_flow`), the
 #: network's BIMNet at full size (``bimnet``) or on a copy downscaled to about its training
 #: size (``bimnet-pyramid``, :func:`vidrestore.flow.pyramid_flow`), OpenCV DIS (``dis``),

@@ -2,15 +2,16 @@
 recurrence frame by frame (``vidrestore restore -m pvdnet`` reaches it through
 :data:`~vidrestore.workflows.methods.METHODS`).
 
-Two trained models ship in ``vidrestore/weights``: ``pvdnet-medium`` (the default, with a
-trained BIMNet) and ``pvdnet-small`` (faster, DIS flow); :func:`load_pvdnet` takes a folder or
-one of these names. Flow sources for the pixel volume (:data:`FLOWS`): ``"auto"`` (by frame
+Three trained models ship in ``vidrestore/weights``: ``pvdnet-r4`` (the default: 12 residual
+blocks at 1/4 resolution, trained on named blur families with DIS flow), ``pvdnet-medium``
+(with a trained BIMNet) and ``pvdnet-small`` (fastest, DIS flow); :func:`load_pvdnet` takes a
+folder or one of these names. Flow sources for the pixel volume (:data:`FLOWS`): ``"auto"`` (by frame
 size, :func:`auto_flow`), ``"bimnet"`` (the network's own LiteFlowNet at full size, as in the
 paper), ``"bimnet-pyramid"`` (BIMNet on a copy downscaled to about its training size),
 ``"dis"`` (OpenCV DIS on the blurry frames) or ``"zero"`` (no motion compensation, an
 ablation). A model's ``config.json`` names its default (``"flow"``); a stored ``"bimnet"``
 resolves to ``"auto"`` (:func:`pvdnet_flow_fn`), so ``pvdnet-medium`` defaults to ``auto`` and
-``pvdnet-small`` to ``dis``. The official release files of the paper's authors
+``pvdnet-r4`` and ``pvdnet-small`` to ``dis``. The official release files of the paper's authors
 (``--weights PVDNet_DVD.pytorch``) load too (:mod:`.pvdnet_official`).
 """
 

@@ -203,13 +203,13 @@ def test_library_defaults_are_restore_defaults():
     for key, value in SVI_DEFAULTS.items():
         assert sig[key].default == value == getattr(SVIOptions(), key)
     assert SVIOptions.for_noise(0.01).t_start == default_t_start(0.01) == 100
-    assert SVIOptions.for_noise(0.0).t_start == default_t_start(0.0) == 500
-    # The default start is the lifted measurement noised to t = 500 (noiseless): the first
-    # callback sees t = 500.
+    assert SVIOptions.for_noise(0.0).t_start == default_t_start(0.0) == 300
+    # The default start is the lifted measurement noised to t = 300 (noiseless): the first
+    # callback sees t = 300.
     mu = _mean_pattern()
     seen = []
     solve_svi(_prior(mu), parse("tblur:uniform:3:circular"), _sample_x(mu, (1, 3, 4, 8, 8)), steps=3, callback=lambda d: seen.append(d["t"]))
-    assert seen[0] == 500
+    assert seen[0] == 300
 
 
 def test_sigma_gamma_schedule_weights_data_by_noise_ratio():
@@ -590,14 +590,14 @@ def test_restore_passes_gamma_to_the_noisy_data_step():
             out = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, "gamma": gamma, "gamma_schedule": schedule}, quiet=True)
             res[gamma] = float((op.A(out) - y).pow(2).mean())
         assert res[10.0] < 0.5 * res[0.1], schedule
-    # noisy defaults are NOISY_DIFFUSION; noiseless ones start at t = 500
+    # noisy defaults are NOISY_DIFFUSION; noiseless ones start at t = 300
     default = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3}, quiet=True)
     explicit = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION}, quiet=True)
     other = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION, "t_start": 500}, quiet=True)
     assert torch.equal(default, explicit) and not torch.equal(default, other)
     clean = measure(op, x, 0.0, torch.Generator().manual_seed(1))
     a = restore_video(clean, op, method="svi", options={"steps": 3}, quiet=True)
-    b = restore_video(clean, op, method="svi", options={"steps": 3, "t_start": 500}, quiet=True)
+    b = restore_video(clean, op, method="svi", options={"steps": 3, "t_start": 300}, quiet=True)
     assert torch.equal(a, b)
 
 

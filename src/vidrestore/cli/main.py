@@ -201,7 +201,7 @@ _METHOD_FLAGS = [
     (click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200."), "steps"),
     (click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share)."), "eta"),
     (click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step."), "cg_steps"),
-    (click.option("--t-start", type=TStart(), default=None, help="svi/dds: start at this timestep from the lifted measurement (500; 100 when --sigma-y > 0), or 'auto': the largest timestep whose one-step estimate still fits the measurement about as well as the start does (about 3 extra network calls)."), "t_start"),
+    (click.option("--t-start", type=TStart(), default=None, help="svi/dds: start at this timestep from the lifted measurement (300; 100 when --sigma-y > 0), or 'auto': the largest timestep whose one-step estimate still fits the measurement about as well as the start does (about 3 extra network calls)."), "t_start"),
     (click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg)."), "init"),
     (click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma)."), "gamma"),
     (click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default)."), "gamma_schedule"),

@@ -24,7 +24,7 @@ DEMO_OP = "tblur:uniform:7:circular,sr:4"
 # PSNR are in the README's demo paragraph (top of the README).
 DEMO_RESIZE = (136, 320)
 DEMO_METHODS = ("cg", "svi")
-# SVI starts at t = 500 from the lifted measurement (the `restore` default); 10 steps instead of
+# SVI starts at t = 300 from the lifted measurement (the `restore` default); 10 steps instead of
 # 20 halve the network calls and the time (measured results: the README's demo table).
 DEMO_OPTIONS = {"svi": {"steps": 10}}
 

@@ -186,7 +186,7 @@ class PriorOptions(WindowedOptions):
 @dataclass(frozen=True)
 class SVIOptions(PriorOptions):
     """``-m svi`` / ``-m dds`` (:func:`~vidrestore.solvers.solve_svi`, defaults :data:`~vidrestore.solvers.svi.SVI_DEFAULTS`): eta 0.8 and 20 CG steps
-    per diffusion step for the bundled prior. Noiseless measurements start at t = 500 from the
+    per diffusion step for the bundled prior. Noiseless measurements start at t = 300 from the
     lifted measurement; noisy ones (``sigma_y > 0``) at t = 100 with the sigma-weighted data
     step (``NOISY_DIFFUSION``; docs/diffusion_defaults.md)."""
 

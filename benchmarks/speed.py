@@ -121,7 +121,9 @@ def _engine_rows(name: str, net: torch.nn.Module, inputs: tuple, reps: int, skip
                 rows.append({"network": name, "path": label, "ms": None, "ratio": None, "rel_err": None, "setup_s": None,
                              "note": f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"})
     try:
-        import openvino as ov
+        from vidrestore.priors.engine import import_openvino
+
+        ov = import_openvino()
 
         t0 = time.perf_counter()
         with torch.no_grad():

@@ -134,3 +134,17 @@ def test_methods_that_need_the_pytorch_network_refuse_openvino(no_env, tiny_prio
     for method in ("dps", "diffir2vr"):
         with pytest.raises(UserError, match="--engine eager"):
             restore_video(y, op, method=method, options={"prior": str(tiny_prior_dir), "steps": 1, "engine": "openvino"}, quiet=True)
+
+
+def test_openvino_is_imported_with_its_telemetry_off():
+    """Offline, OpenVINO's conversion telemetry forks a process that can keep Python from exiting;
+    ``import_openvino`` makes OpenVINO take its no-op stub (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    code = ("import sys; from vidrestore.priors.engine import import_openvino; import_openvino(); "
+            "import openvino.tools.ovc.telemetry_utils as tu; print(tu.tm.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("telemetry_stub")

@@ -84,10 +84,27 @@ def resolve_precision(precision: str | None, device=None) -> str:
     return name
 
 
+def import_openvino():
+    """Import ``openvino`` with its usage telemetry off (unless ``VIDRESTORE_OPENVINO_TELEMETRY=1``).
+
+    OpenVINO's model conversion sends usage statistics through the optional
+    ``openvino_telemetry`` package, from a process it forks. Offline, that process can wait on
+    the network, and Python's exit then waits for it: a run that has finished hangs. Marking
+    ``openvino_telemetry`` as absent before OpenVINO is first imported makes OpenVINO use its
+    built-in no-op stub instead (the path it takes when the package is not installed).
+    """
+    if os.environ.get("VIDRESTORE_OPENVINO_TELEMETRY") != "1" and "openvino_telemetry" not in sys.modules:
+        for name in ("openvino_telemetry", "openvino_telemetry.backend"):
+            sys.modules.setdefault(name, None)
+    import openvino
+
+    return openvino
+
+
 def openvino_available() -> bool:
     """Whether the optional ``openvino`` package can be imported."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except Exception:
         return False
     return True
@@ -147,7 +164,7 @@ class OpenVINONet:
 
     def __init__(self, net: nn.Module, precision: str = "fp32", *, in_channels: int = 3, example_size: int = 64,
                  folder: str | os.PathLike | None = None) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         self.precision = "bf16" if precision == "bf16" else "fp32"
         root = Path(folder) if folder is not None else cache_dir()
@@ -166,7 +183,7 @@ class OpenVINONet:
 
     @staticmethod
     def _convert(net: nn.Module, in_channels: int, example_size: int, model_dir: Path) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         print(f"vidrestore: converting the prior for OpenVINO (once per prior; cached in {model_dir.parent})",
               file=sys.stderr, flush=True)

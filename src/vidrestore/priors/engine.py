@@ -91,13 +91,25 @@ def import_openvino():
     ``openvino_telemetry`` package, from a process it forks. Offline, that process can wait on
     the network, and Python's exit then waits for it: a run that has finished hangs. Marking
     ``openvino_telemetry`` as absent before OpenVINO is first imported makes OpenVINO use its
-    built-in no-op stub instead (the path it takes when the package is not installed).
+    built-in no-op stub instead (the path it takes when the package is not installed); when
+    OpenVINO was already imported, its converter modules are pointed at that stub.
     """
-    if os.environ.get("VIDRESTORE_OPENVINO_TELEMETRY") != "1" and "openvino_telemetry" not in sys.modules:
+    off = os.environ.get("VIDRESTORE_OPENVINO_TELEMETRY") != "1"
+    if off and "openvino_telemetry" not in sys.modules:
         for name in ("openvino_telemetry", "openvino_telemetry.backend"):
             sys.modules.setdefault(name, None)
     import openvino
 
+    real = sys.modules.get("openvino_telemetry")
+    if off and real is not None:
+        # OpenVINO was imported before (by the caller): point its converter's modules at the stub.
+        try:
+            import openvino.tools.ovc.telemetry_stub as stub
+        except ImportError:
+            return openvino
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("openvino.tools.ovc") and getattr(mod, "tm", None) is real:
+                mod.tm = stub
     return openvino
 
 

@@ -91,8 +91,10 @@ def import_openvino():
     ``openvino_telemetry`` package, from a process it forks. Offline, that process can wait on
     the network, and Python's exit then waits for it: a run that has finished hangs. Marking
     ``openvino_telemetry`` as absent before OpenVINO is first imported makes OpenVINO use its
-    built-in no-op stub instead (the path it takes when the package is not installed); when
-    OpenVINO was already imported, its converter modules are pointed at that stub.
+    built-in no-op stub instead (the path it takes when the package is not installed). When
+    the caller imported OpenVINO first, its import-time event has already gone to the real
+    telemetry; the converter modules are then pointed at the stub, so at least the conversion
+    sends nothing more.
     """
     off = os.environ.get("VIDRESTORE_OPENVINO_TELEMETRY") != "1"
     if off and "openvino_telemetry" not in sys.modules:

@@ -281,7 +281,7 @@ def initial_estimate(op: LinearOperator, y: torch.Tensor, init: str = "lift", si
 SVI_DEFAULTS = {"steps": 20, "eta": 0.8, "cg_steps": 20, "gamma": 0.3, "gamma_schedule": "sigma", "init": "lift"}
 #: ``t_start="default"``: start from the lifted measurement at this timestep, for noisy
 #: (``sigma_y > 0``) and noiseless measurements. The noiseless start was re-tuned for the
-#: bundled prior v2 on the tune split (8 noiseless tasks, bikes and vtest, 2 seeds): t = 300 was
+#: bundled prior v2 (revision 1) on the tune split (8 noiseless tasks, bikes and vtest, 2 seeds): t = 300 was
 #: better than 500 on every task (+0.50 ± 0.31 dB on the three avg7 tasks, +0.41 ± 0.16 on the
 #: other five; benchmarks/results/svi_v2_noiseless_start*.md).
 T_START_NOISY = 100

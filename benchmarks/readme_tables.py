@@ -47,6 +47,8 @@ PROJECT_RUNS = [
     ("quick", "benchmarks/results/bench_quick", "benchmarks/protocol.yaml", None, []),
     ("main", "benchmarks/results/bench_main", "benchmarks/protocol.yaml", None, []),
     ("v2", "benchmarks/results/bench_prior_v2", "benchmarks/protocol_prior_v2.yaml", ["svi", "svi-v2"], [("svi-v2", "svi")]),
+    ("v2-diffir2vr", "benchmarks/results/bench_prior_v2", "benchmarks/protocol_prior_v2.yaml", ["diffir2vr", "diffir2vr-v2"],
+     [("diffir2vr-v2", "diffir2vr")]),
 ]
 
 
@@ -74,6 +76,8 @@ def _tables(protocol, run_dir: Path, show: list[str] | None = None, pairs: list[
             if not runs_here:
                 continue
             r = task_results(protocol, rows, st, t, tuned)
+            if show and not any(m in r["methods"] for m in show):
+                continue  # none of the shown methods runs this task
             # only finished tasks are shown: every method with all its test runs
             if all(m in r["methods"] and r["methods"][m]["n_runs"] >= expected for m in runs_here):
                 results[t] = r

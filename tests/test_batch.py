@@ -180,7 +180,7 @@ def test_method_options_are_typed_with_one_source_of_defaults():
     from vidrestore.errors import UserError
     from vidrestore.workflows.methods import METHOD_OPTIONS, NOISY_DIFFUSION, CGOptions, SVIOptions, make_options
 
-    assert SVIOptions.for_noise(0.05).t_start == NOISY_DIFFUSION["t_start"] == 100
+    assert SVIOptions.for_noise(0.05).t_start == NOISY_DIFFUSION["t_start"] == 200
     assert SVIOptions.for_noise(0.0).t_start == 300 and SVIOptions(t_start=300).resolve(0.05).t_start == 300
     assert (SVIOptions().eta, SVIOptions().cg_steps, SVIOptions().steps) == (0.8, 20, 20)
     assert make_options("svi", {"steps": 3}) == SVIOptions(steps=3) and "cg_steps" in METHOD_OPTIONS["svi"]

@@ -205,13 +205,20 @@ def test_context_recipe_trains_and_records_itself(tmp_path):
     assert card["kwargs"]["context_mode"] == "last" and card["kwargs"]["cross_out_scale"] == 1.0
 
 
-def test_cli_refuses_one_stage_with_the_context_recipe(tmp_path):
+def test_cli_one_stage_ablation_of_the_context_recipe(tmp_path):
+    """``--one-stage --recipe context``: the recipe's task mix and loss, no global context."""
     from click.testing import CliRunner
 
     from vidrestore.cli.main import cli
 
-    r = CliRunner().invoke(cli, ["train", "lgcvd", "--out", str(tmp_path / "r"), "--one-stage", "--recipe", "context"])
-    assert r.exit_code == 2 and "one-stage" in r.output
+    out = tmp_path / "r"
+    args = ["train", "lgcvd", "--out", str(out), "--preset", "digits-tiny", "--size", "16", "--digits", "1", "--digit-size", "8",
+            "--subpixel", "--steps", "2", "--batch", "2", "--ckpt-every", "1", "--ema-start", "1", "--ema-every", "1", "--threads", "1"]
+    r = CliRunner().invoke(cli, args + ["--one-stage", "--recipe", "context"])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "model" / "config.json").read_text())
+    assert card["two_stage"] is False and card["kwargs"]["global_context"] is False
+    assert card["task_mix"] == "prediction" and card["cond_loss"] is False and card["context_source"] == "one-step"
 
 
 def _cycling_levels(n: int, seed: int, frames: int = 14, size: int = 8) -> torch.Tensor:

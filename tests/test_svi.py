@@ -202,7 +202,13 @@ def test_library_defaults_are_restore_defaults():
     sig = inspect.signature(solve_svi).parameters
     for key, value in SVI_DEFAULTS.items():
         assert sig[key].default == value == getattr(SVIOptions(), key)
-    assert SVIOptions.for_noise(0.01).t_start == default_t_start(0.01) == 100
+    assert SVIOptions.for_noise(0.01).t_start == default_t_start(0.01) == 200
+    # per-frame DDS keeps the noisy start it was measured with
+    from vidrestore.solvers.svi import T_START_NOISY_DDS
+    from vidrestore.workflows.methods import METHODS, DDSOptions
+
+    assert METHODS["dds"].options is DDSOptions and DDSOptions.for_noise(0.01).t_start == T_START_NOISY_DDS == 100
+    assert DDSOptions.for_noise(0.0).t_start == 300
     assert SVIOptions.for_noise(0.0).t_start == default_t_start(0.0) == 300
     # The default start is the lifted measurement noised to t = 300 (noiseless): the first
     # callback sees t = 300.
@@ -578,7 +584,7 @@ def test_restore_passes_gamma_to_the_noisy_data_step():
     from vidrestore.ops import measure, parse
     from vidrestore.workflows.jobs import METHODS, NOISY_DIFFUSION, restore_video
 
-    assert NOISY_DIFFUSION == {"t_start": 100, "gamma": 0.3, "gamma_schedule": "sigma"}
+    assert NOISY_DIFFUSION == {"t_start": 200, "gamma": 0.3, "gamma_schedule": "sigma"}
     assert METHODS["svi"].options().t_start is None  # set from the noise level of each measurement
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 8, 16, 16, generator=g)
@@ -595,6 +601,17 @@ def test_restore_passes_gamma_to_the_noisy_data_step():
     explicit = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION}, quiet=True)
     other = restore_video(y, op, method="svi", sigma_y=0.05, options={"steps": 3, **NOISY_DIFFUSION, "t_start": 500}, quiet=True)
     assert torch.equal(default, explicit) and not torch.equal(default, other)
+    # per-frame DDS starts noisy measurements at t = 100, in restore and in solve_dds alike
+    from vidrestore.priors import load_prior
+    from vidrestore.solvers import solve_dds
+
+    dds = restore_video(y, op, method="dds", sigma_y=0.05, options={"steps": 3}, quiet=True)
+    dds_100 = restore_video(y, op, method="dds", sigma_y=0.05, options={"steps": 3, "t_start": 100}, quiet=True)
+    dds_200 = restore_video(y, op, method="dds", sigma_y=0.05, options={"steps": 3, "t_start": 200}, quiet=True)
+    assert torch.equal(dds, dds_100) and not torch.equal(dds, dds_200)
+    prior = load_prior("default")
+    kw = {"steps": 3, "sigma_y": 0.05, "seed": 0}
+    assert torch.equal(solve_dds(prior, op, y, **kw), solve_dds(prior, op, y, t_start=100, **kw))
     clean = measure(op, x, 0.0, torch.Generator().manual_seed(1))
     a = restore_video(clean, op, method="svi", options={"steps": 3}, quiet=True)
     b = restore_video(clean, op, method="svi", options={"steps": 3, "t_start": 300}, quiet=True)

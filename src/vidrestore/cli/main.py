@@ -201,7 +201,7 @@ _METHOD_FLAGS = [
     (click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion steps (NFE); svi/dds 20, dps 200."), "steps"),
     (click.option("--eta", type=FiniteFloat(0, 1), default=None, help="svi/dds: DDS eta (noise share)."), "eta"),
     (click.option("--cg-steps", type=click.IntRange(min=0), default=None, help="svi/dds: CG iterations per step."), "cg_steps"),
-    (click.option("--t-start", type=TStart(), default=None, help="svi/dds: start at this timestep from the lifted measurement (300; 100 when --sigma-y > 0), or 'auto': the largest timestep whose one-step estimate still fits the measurement about as well as the start does (about 3 extra network calls)."), "t_start"),
+    (click.option("--t-start", type=TStart(), default=None, help="svi/dds: start at this timestep from the lifted measurement (300; when --sigma-y > 0: 200 for svi, 100 for dds), or 'auto': the largest timestep whose one-step estimate still fits the measurement about as well as the start does (about 3 extra network calls)."), "t_start"),
     (click.option("--init", "init", type=click.Choice(["lift", "cg"]), default=None, help="svi/dds: estimate noised to --t-start: the lifted measurement (lift) or 20 CG iterations of least squares from it (cg)."), "init"),
     (click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=None, help="svi/dds/diffir2vr with --sigma-y > 0: data weight of the DDS step (0.3 with --gamma-schedule sigma)."), "gamma"),
     (click.option("--gamma-schedule", type=click.Choice(["const", "sigma"]), default=None, help="svi/dds/diffir2vr: data weight gamma at every step (const, DDS) or gamma*(sigma_t/sigma_y)^2 (sigma, DiffPIR; the default)."), "gamma_schedule"),
@@ -616,7 +616,7 @@ def train_pvdnet_cmd(data, out_dir, threads, device, workers, max_minutes, resum
 @click.option("--steps", type=click.IntRange(min=1), default=4000, help="Iterations (two optimiser updates each).")
 @click.option("--batch", type=click.IntRange(min=1), default=8)
 @click.option("--lr", type=float, default=2e-4)
-@click.option("--one-stage", is_flag=True, help="Ablation: no global context, stage 2 on ground-truth conditions.")
+@click.option("--one-stage", is_flag=True, help="Ablation: no global context, stage 2 on ground-truth conditions (with --recipe context: that recipe's task mix and loss).")
 @click.option("--ema-start", type=click.IntRange(min=0), default=1000, help="EMA copies the model before this iteration.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.995, show_default=True, help="EMA decay per update.")
 @click.option("--ema-every", type=click.IntRange(min=1), default=10, show_default=True, help="Iterations between EMA updates.")
@@ -640,11 +640,13 @@ def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, em
     from ..train.lgcvd import RECIPES, TrainConfig, train_lgcvd
 
     _check_device(device)
-    if one_stage and recipe != "official":
-        raise UserError("--one-stage is the official recipe's ablation; drop --recipe")
     rec = dict(RECIPES[recipe])
-    overrides = {"global_context": False} if one_stage else dict(rec.pop("net_overrides"))
-    rec.pop("net_overrides", None)
+    overrides = {"global_context": False} if one_stage else dict(rec["net_overrides"])
+    rec.pop("net_overrides")
+    if one_stage:
+        # the one-stage ablation of a recipe keeps its task mix and loss; it has no context
+        # to build, so the context source stays the official (unused) one
+        rec["context_source"] = "one-step"
     cfg = TrainConfig(preset=preset, data=data, size=size, steps=steps, batch=batch, lr=lr, two_stage=not one_stage, ema_start=ema_start, ema_decay=ema_decay, ema_every=ema_every, seed=seed,
                       ckpt_every=ckpt_every, net_overrides=overrides, integer_motion=integer_motion,
                       subpixel=subpixel, bounce=not no_bounce, context_t_max=context_t_max, num_digits=num_digits, digit_size=digit_size, **rec)

@@ -11,6 +11,7 @@ from .methods import (
     ADMMTVOptions,
     BaselineOptions,
     CGOptions,
+    DDSOptions,
     DenoiserOptions,
     DiffIR2VROptions,
     DPSOptions,
@@ -23,5 +24,5 @@ from .scale import restore_video
 
 __all__ = [
     "METHODS", "degrade_file", "evaluate_files", "restore_file", "restore_video", "make_options", "Options", "CGOptions", "ADMMTVOptions",
-    "BaselineOptions", "DenoiserOptions", "SVIOptions", "DPSOptions", "DiffIR2VROptions", "PVDNetOptions",
+    "BaselineOptions", "DenoiserOptions", "SVIOptions", "DDSOptions", "DPSOptions", "DiffIR2VROptions", "PVDNetOptions",
 ]

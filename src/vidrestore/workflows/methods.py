@@ -27,12 +27,12 @@ import torch
 
 from ..errors import UserError
 from ..solvers import admm_tv_defaults, solve_admm_tv, solve_cg
-from ..solvers.svi import AUTO_T_DELTA, SVI_DEFAULTS, T_START_NOISELESS, T_START_NOISY
+from ..solvers.svi import AUTO_T_DELTA, SVI_DEFAULTS, T_START_NOISELESS, T_START_NOISY, T_START_NOISY_DDS
 from ..tensor import resolve_device
 from ..tiling import DEFAULT_TILE_OVERLAP, resolve_tile
 
 __all__ = [
-    "Options", "WindowedOptions", "CGOptions", "ADMMTVOptions", "BaselineOptions", "DenoiserOptions", "PriorOptions", "SVIOptions",
+    "Options", "WindowedOptions", "CGOptions", "ADMMTVOptions", "BaselineOptions", "DenoiserOptions", "PriorOptions", "SVIOptions", "DDSOptions",
     "DPSOptions", "DiffIR2VROptions", "PVDNetOptions", "Method", "METHODS", "METHOD_OPTIONS", "CLASSICAL_METHODS", "BLIND_METHODS", "PRECISIONS", "prior_dtype", "prior_precision", "resolve_device",
     "get_method", "make_options", "NOISY_DIFFUSION", "DIFFUSION_INIT", "DIFFIR2VR_BASE", "parse_warp_period", "option_flag",
 ]
@@ -185,10 +185,11 @@ class PriorOptions(WindowedOptions):
 
 @dataclass(frozen=True)
 class SVIOptions(PriorOptions):
-    """``-m svi`` / ``-m dds`` (:func:`~vidrestore.solvers.solve_svi`, defaults :data:`~vidrestore.solvers.svi.SVI_DEFAULTS`): eta 0.8 and 20 CG steps
+    """``-m svi`` (:func:`~vidrestore.solvers.solve_svi`, defaults :data:`~vidrestore.solvers.svi.SVI_DEFAULTS`): eta 0.8 and 20 CG steps
     per diffusion step for the bundled prior. Noiseless measurements start at t = 300 from the
-    lifted measurement; noisy ones (``sigma_y > 0``) at t = 100 with the sigma-weighted data
-    step (``NOISY_DIFFUSION``; docs/diffusion_defaults.md)."""
+    lifted measurement; noisy ones (``sigma_y > 0``) at t = 200 with the sigma-weighted data
+    step (``NOISY_DIFFUSION``; docs/diffusion_defaults.md). ``-m dds`` takes the same options
+    (:class:`DDSOptions`) but starts noisy measurements at t = 100."""
 
     steps: int = SVI_DEFAULTS["steps"]
     eta: float = SVI_DEFAULTS["eta"]
@@ -219,6 +220,16 @@ class SVIOptions(PriorOptions):
 
     def num_steps(self) -> int:
         return int(self.steps)
+
+
+@dataclass(frozen=True)
+class DDSOptions(SVIOptions):
+    """``-m dds`` (:func:`~vidrestore.solvers.solve_dds`): the options of :class:`SVIOptions`
+    (``noise_share`` and ``noise_flow`` do not apply: the noise is independent per frame); noisy
+    measurements start at t = 100 (:data:`~vidrestore.solvers.svi.T_START_NOISY_DDS`), the
+    start SVI used before it was re-tuned."""
+
+    NOISY: ClassVar[dict] = {"t_start": T_START_NOISY_DDS}
 
 
 @dataclass(frozen=True)
@@ -471,8 +482,8 @@ def _run_diffir2vr(op, y, sigma_y, o: DiffIR2VROptions, callback, *, frame_ids=N
     return solve_diffir2vr(prior, op, y, base=o.base, config=cfg, callback=_steps_only(callback), **kw)
 
 
-#: Noisy-measurement defaults of ``-m svi`` / ``-m dds`` (from :class:`SVIOptions`): start at
-#: t = 100 from the lifted measurement and weight the DDS data step (I + g A^T A) v = x0 + g A^T y
+#: Noisy-measurement defaults of ``-m svi`` (from :class:`SVIOptions`; ``-m dds`` starts at
+#: t = 100, :class:`DDSOptions`): start at t = 200 from the lifted measurement and weight the DDS data step (I + g A^T A) v = x0 + g A^T y
 #: by g = gamma (sigma_t / sigma_y)^2 (DiffPIR's rho_t, Zhu et al. 2023); docs/diffusion_defaults.md.
 NOISY_DIFFUSION = {"t_start": SVIOptions.NOISY["t_start"], "gamma": SVIOptions.gamma, "gamma_schedule": SVIOptions.gamma_schedule}
 
@@ -520,7 +531,7 @@ METHODS: dict[str, Method] = {
     "bm3d": Method(_run_baseline("bm3d"), DenoiserOptions),
     "bm4d": Method(_run_baseline("bm4d"), DenoiserOptions),
     "svi": Method(_diffusion("svi"), SVIOptions, _setup_prior),
-    "dds": Method(_diffusion("dds"), SVIOptions, _setup_prior),
+    "dds": Method(_diffusion("dds"), DDSOptions, _setup_prior),
     "dps": Method(_diffusion("dps"), DPSOptions, _setup_prior),
     # DiffIR2VR-Zero wrapper around per-frame dds (default; base settings DIFFIR2VR_BASE) or dps.
     "diffir2vr": Method(_run_diffir2vr, DiffIR2VROptions, _setup_prior),

@@ -3,6 +3,8 @@
     python benchmarks/readme_tables.py [--readme README.md] [--check]    # the project's runs
     python benchmarks/readme_tables.py --run quick=DIR [--run main=DIR] \
         [--run v2=DIR --protocol-for v2=benchmarks/protocol_prior_v2.yaml --show v2=svi,svi-v2 --pair v2=svi-v2:svi]
+        [--run v2-diffir2vr=DIR --protocol-for v2-diffir2vr=benchmarks/protocol_prior_v2.yaml
+         --show v2-diffir2vr=diffir2vr,diffir2vr-v2 --pair v2-diffir2vr=diffir2vr-v2:diffir2vr]
 
 Each RUN folder holds what `vidrestore bench` wrote (protocol.yaml copy is not needed: the
 protocol is read from --protocol, with --quick applied for runs named "quick"). The README

@@ -65,9 +65,11 @@ def frame_psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return psnr(pred, gt, reduction="none").reshape(pred.shape[0], -1).mean(1).float()
 
 
-def data_settings(card: dict, args) -> dict:
-    return dict(size=int(card.get("size", 32)), num_digits=int(card.get("num_digits", args.digits)),
-                digit_size=int(card.get("digit_size", args.digit_size)), subpixel=bool(card.get("subpixel", False)),
+def data_settings(card: dict, digits: int = 2, digit_size: int = 12) -> dict:
+    """Moving-digits settings of a model's training data, from its config.json; ``digits`` and
+    ``digit_size`` where the card does not record them (older cards)."""
+    return dict(size=int(card.get("size", 32)), num_digits=int(card.get("num_digits", digits)),
+                digit_size=int(card.get("digit_size", digit_size)), subpixel=bool(card.get("subpixel", False)),
                 bounce=bool(card.get("bounce", True)), integer_motion=bool(card.get("integer_motion", False)))
 
 
@@ -75,7 +77,7 @@ def data_settings(card: dict, args) -> dict:
 def evaluate(model_dir: str, args) -> dict:
     net = from_pretrained(model_dir).eval()
     card = net.pretrained_config
-    data = data_settings(card, args)
+    data = data_settings(card, args.digits, args.digit_size)
     video = moving_digits(args.videos, frames=14, split="test", seed=0, channels=net.channels, **data)
     f, n = net.frames, video.shape[0]
     t0 = time.time()

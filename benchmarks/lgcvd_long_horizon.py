@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from lgcvd_context import data_settings
 from lgcvd_table import summarise
 from vidrestore.workflows.bench import mean_ci
 from vidrestore.checkpoint import from_pretrained
@@ -47,14 +48,6 @@ def per_sample(pred: torch.Tensor, gt: torch.Tensor, first: int, last: int) -> t
     p = psnr(pred[:, :, first:last], gt[:, :, first:last], reduction="none").clamp(max=PSNR_CAP).mean(1)
     s = ssim(pred[:, :, first:last], gt[:, :, first:last], reduction="none").mean(1)
     return p.float(), s.float()
-
-
-def data_settings(card: dict) -> dict:
-    """Moving-digits settings of a model's training data, from its config.json (older cards:
-    the digits-small defaults)."""
-    return dict(size=int(card.get("size", 32)), num_digits=int(card.get("num_digits", 2)),
-                digit_size=int(card.get("digit_size", 12)), subpixel=bool(card.get("subpixel", False)),
-                bounce=bool(card.get("bounce", True)), integer_motion=bool(card.get("integer_motion", False)))
 
 
 def _ci(values: list[float]) -> str:

@@ -641,8 +641,8 @@ def train_lgcvd_cmd(out_dir, preset, data, size, steps, batch, lr, one_stage, em
 
     _check_device(device)
     rec = dict(RECIPES[recipe])
-    overrides = {"global_context": False} if one_stage else dict(rec["net_overrides"])
-    rec.pop("net_overrides")
+    net_overrides = rec.pop("net_overrides")
+    overrides = {"global_context": False} if one_stage else dict(net_overrides)
     if one_stage:
         # the one-stage ablation of a recipe keeps its task mix and loss; it has no context
         # to build, so the context source stays the official (unused) one
